@@ -1,0 +1,204 @@
+"""Audit a verifier against gold answers: what it must accept and what it must reject.
+
+For every problem of a data set the audit builds
+  - gold completions (must accept): the row's own worked solution, `\\boxed{answer}`, and for GSM8K
+    `#### answer`;
+  - perturbed answers (must reject): the last number + 1, a fraction with denominator + 1, a sign flip;
+  - a hedging completion (must reject): the gold answer and a perturbed one, both boxed;
+and reports the false-accept and false-reject rates with examples.
+
+Data (a minimal reader of its own; rlvr.data is the general one): a jsonl file of rows holding either
+  - MATH style: `answer` (LaTeX) and optionally `solution` (a worked solution ending in \\boxed{}), or
+  - GSM8K style: `answer` with the final value after `####` on its last line, or
+  - plain: `reference` and optionally `completion` (a completion that must be accepted);
+or one of the names in DATA_FILES.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verifiers.base import Sample, Score
+from verifiers.math_extract import hash_answer
+
+DATA_ROOT = Path(os.environ.get("RLVR_SHARED_DATA", "/work/shared/data"))
+DATA_FILES = {"gsm8k": "gsm8k/test.jsonl", "math500": "math/math500_test.jsonl"}
+LAST_NUMBER = re.compile(r"\d+(?:\.\d+)?(?!.*\d)", re.DOTALL)
+FRACTION = re.compile(r"\\frac\{([^{}]*)\}\{(\d+)\}")
+NOT_FLIPPABLE = re.compile(r"[,=]|\\in|\\text|\\begin|\\cup|\\le|\\ge|<|>|\\pm")
+
+
+@dataclass
+class GoldItem:
+    """One problem: its reference answer and completions that must be accepted."""
+
+    reference: str
+    completions: list[str] = field(default_factory=list)
+    row: int = 0
+
+
+@dataclass
+class Case:
+    """One verifier call of the audit and the verdict it must get."""
+
+    kind: str  # gold / perturbed / hedging
+    expect: bool
+    sample: Sample
+    row: int
+
+
+def resolve_data(name_or_path: str) -> Path:
+    """`gsm8k` / `math500` -> the shared test file; anything else is taken as a path."""
+    if name_or_path in DATA_FILES:
+        return DATA_ROOT / DATA_FILES[name_or_path]
+    return Path(name_or_path)
+
+
+def read_gold(path: Path) -> list[GoldItem]:
+    """Gold items of a jsonl file (formats in the module docstring); ValueError names file:line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ValueError(f"cannot read audit data {path}: {e.strerror}") from None
+    items = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        item = _gold_item(row, n)
+        if item is None:
+            raise ValueError(
+                f"{path}:{n}: expected a JSON object with 'answer' (MATH or GSM8K style) or 'reference'"
+            )
+        items.append(item)
+    return items
+
+
+def _gold_item(row: object, n: int) -> GoldItem | None:
+    if not isinstance(row, dict):
+        return None
+    if "reference" in row:
+        ref = str(row["reference"])
+        extra = [row["completion"]] if isinstance(row.get("completion"), str) else []
+        return GoldItem(ref, extra + [f"\\boxed{{{ref}}}"], n)
+    if "answer" not in row:
+        return None
+    answer = str(row["answer"])
+    if "####" in answer:
+        ref = hash_answer(answer) or ""
+        return GoldItem(ref, [answer, f"#### {ref}", f"The answer is \\boxed{{{ref}}}."], n)
+    solution = [row["solution"]] if isinstance(row.get("solution"), str) else []
+    return GoldItem(answer, solution + [f"The answer is \\boxed{{{answer}}}."], n)
+
+
+def plus_one(answer: str) -> str | None:
+    """The last number of the answer increased by 1 (`\\frac{1}{2}` -> `\\frac{1}{3}`, `x^2` -> `x^3`)."""
+    m = LAST_NUMBER.search(answer)
+    if not m:
+        return None
+    text = m.group(0)
+    bumped = str(int(text) + 1) if "." not in text else _bump_decimal(text)
+    return answer[: m.start()] + bumped + answer[m.end() :]
+
+
+def _bump_decimal(text: str) -> str:
+    whole, frac = text.split(".")
+    return f"{int(whole) + 1}.{frac}"
+
+
+def change_fraction(answer: str) -> str | None:
+    """The first \\frac{a}{b} becomes \\frac{a}{b+1}."""
+    m = FRACTION.search(answer)
+    if not m:
+        return None
+    return answer[: m.start()] + f"\\frac{{{m.group(1)}}}{{{int(m.group(2)) + 1}}}" + answer[m.end() :]
+
+
+def flip_sign(answer: str) -> str | None:
+    """-(answer), for a single non-zero value (not a list, interval, equation or text)."""
+    a = answer.strip()
+    if NOT_FLIPPABLE.search(a) or not re.search(r"[1-9a-zA-Z]", a) or re.fullmatch(r"[0.]+", a):
+        return None
+    return a[1:] if a.startswith("-") and not re.search(r"[+-]", a[1:]) else f"-({a})"
+
+
+def perturbations(answer: str) -> list[str]:
+    """Distinct wrong answers derived from `answer` (none for pure text such as a name)."""
+    found = [p(answer) for p in (plus_one, change_fraction, flip_sign)]
+    return list(dict.fromkeys(p for p in found if p is not None and p != answer))
+
+
+def build_cases(items: list[GoldItem]) -> list[Case]:
+    """Gold, perturbed and hedging cases for each item."""
+    cases = []
+    for item in items:
+        for completion in item.completions:
+            cases.append(Case("gold", True, Sample(completion=completion, reference=item.reference), item.row))
+        wrong = perturbations(item.reference)
+        for p in wrong:
+            cases.append(Case("perturbed", False, Sample(completion=f"\\boxed{{{p}}}", reference=item.reference), item.row))
+        if wrong:
+            hedge = f"It is \\boxed{{{item.reference}}} or maybe \\boxed{{{wrong[0]}}}."
+            cases.append(Case("hedging", False, Sample(completion=hedge, reference=item.reference), item.row))
+    return cases
+
+
+def summarize(cases: list[Case], scores: list[Score], seconds: float, max_examples: int = 20) -> dict:
+    """Counts, false-accept / false-reject rates and examples of each error kind."""
+    report: dict = {"cases": len(cases), "seconds": round(seconds, 2), "by_kind": {}}
+    false_accepts, false_rejects = [], []
+    for case, score in zip(cases, scores):
+        accepted = bool(score.correct)
+        kind = report["by_kind"].setdefault(case.kind, {"cases": 0, "errors": 0})
+        kind["cases"] += 1
+        if accepted != case.expect:
+            kind["errors"] += 1
+            example = {
+                "row": case.row,
+                "kind": case.kind,
+                "reference": case.sample.reference,
+                "completion": case.sample.completion[-300:],
+                "reason": score.reason,
+            }
+            (false_rejects if case.expect else false_accepts).append(example)
+    must_accept = sum(c.expect for c in cases)
+    must_reject = len(cases) - must_accept
+    report["false_reject_rate"] = len(false_rejects) / must_accept if must_accept else 0.0
+    report["false_accept_rate"] = len(false_accepts) / must_reject if must_reject else 0.0
+    report["false_rejects"] = len(false_rejects)
+    report["false_accepts"] = len(false_accepts)
+    report["timeouts"] = sum(s.details.get("status") == "timeout" for s in scores)
+    report["examples"] = {"false_reject": false_rejects[:max_examples], "false_accept": false_accepts[:max_examples]}
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The human-readable summary printed by `rlvr verify NAME --audit DATA`."""
+    lines = [
+        f"audit of {report.get('data', '?')} with verifier {report.get('verifier', '?')}: "
+        f"{report['cases']} cases in {report['seconds']}s",
+    ]
+    for kind, c in report["by_kind"].items():
+        lines.append(f"  {kind:<10} {c['cases']:>6} cases  {c['errors']:>5} wrong verdicts")
+    lines.append(f"  false-reject rate {report['false_reject_rate']:.4f} ({report['false_rejects']})")
+    lines.append(f"  false-accept rate {report['false_accept_rate']:.4f} ({report['false_accepts']})")
+    lines.append(f"  timeouts {report['timeouts']}")
+    for label, examples in report["examples"].items():
+        for ex in examples:
+            tail = ex["completion"][-80:].replace("\n", " ")
+            lines.append(f"  {label}: row {ex['row']} ({ex['kind']}) ref={ex['reference']!r} ...{tail!r}: {ex['reason']}")
+    return "\n".join(lines)
+
+
+def timed(fn, *args):  # type: ignore[no-untyped-def]
+    """(result, seconds) of fn(*args)."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start

@@ -1,0 +1,94 @@
+"""The `math` verifier: is the completion's final answer equal to the reference answer?
+
+Pipeline: extract the answer(s) (math_extract) -> normalise strings (math_normalize) -> equal normal
+forms accept at once -> else parse both (math_parse, guarded) -> compare (math_equiv).
+Reward is 1.0 for a correct answer and 0.0 otherwise, including for: no answer, an empty box, several
+different boxed answers (hedging), an answer that cannot be parsed, or a guard that refused.
+"""
+from __future__ import annotations
+
+import re
+
+from verifiers.base import Sample, Score, Verifier
+from verifiers.math_equiv import equivalent
+from verifiers.math_extract import extract_answers, extract_reference
+from verifiers.math_normalize import normalize
+from verifiers.math_parse import ParseFailure, parse
+
+WORDS = re.compile(r"[A-Za-z][A-Za-z ]*")
+
+
+class MathVerifier(Verifier):
+    """Options:
+    - last_number_fallback (False): with no box, `####` or "the answer is", use the last number.
+    - rel_tol (1e-6): relative tolerance for non-rational numbers (exact rationals compare exactly).
+    - max_answer_chars (1000): longer extracted answers are refused (reward 0).
+    - max_completion_chars (100000): longer completions are refused without looking at them.
+    """
+
+    name = "math"
+    defaults = {
+        "last_number_fallback": False,
+        "rel_tol": 1e-6,
+        "max_answer_chars": 1000,
+        "max_completion_chars": 100_000,
+    }
+
+    def warmup(self) -> None:
+        """Import and exercise the LaTeX parser once, so the first timed sample does not pay for it."""
+        self.compare(r"\frac{\sqrt{2}}{2}", r"\sin(\pi/4)")
+
+    def verify(self, sample: Sample) -> Score:
+        if len(sample.completion) > self.max_completion_chars:
+            return _wrong(f"completion longer than {self.max_completion_chars} characters")
+        try:
+            reference = normalize(extract_reference(sample.reference))
+        except ValueError as e:
+            return _wrong(f"bad reference: {e}")
+        source, candidates = extract_answers(sample.completion, self.last_number_fallback)
+        if not candidates:
+            return _wrong("no answer found")
+        answers = list(dict.fromkeys(normalize(c) for c in candidates))
+        if any(a == "" for a in answers):
+            return _wrong("empty answer", extracted="")
+        answer, problem = self._single_answer(answers, reference)
+        if problem:
+            return _wrong(problem, extracted=answers[-1][:200])
+        correct, how = self.compare(answer, reference)
+        details = {"extracted": answer[:200]}
+        return Score(reward=float(correct), correct=correct, reason=how, details=details)
+
+    def _single_answer(self, answers: list[str], reference: str) -> tuple[str, str]:
+        """(answer, problem): several boxes must all be equivalent, or together form a reference list."""
+        if len(answers) == 1:
+            return answers[0], ""
+        last = answers[-1]
+        if all(self.compare(a, last)[0] for a in answers[:-1]):
+            return last, ""
+        joined = ",".join(answers)
+        if self.compare(joined, reference)[0]:
+            return joined, ""
+        return last, f"hedging: {len(answers)} different answers"
+
+    def compare(self, answer: str, reference: str) -> tuple[bool, str]:
+        """(equal, how) for two normalised answer strings."""
+        if answer == reference:
+            return True, "exact match"
+        if WORDS.fullmatch(answer) and WORDS.fullmatch(reference):
+            same = answer.lower().replace(" ", "") == reference.lower().replace(" ", "")
+            return same, "same text" if same else "different text"
+        try:
+            ref_value = parse(reference, self.max_answer_chars)
+        except ParseFailure as e:
+            return False, f"reference {e}"
+        try:
+            value = parse(answer, self.max_answer_chars)
+        except ParseFailure as e:
+            return False, str(e)
+        if equivalent(value, ref_value, self.rel_tol):
+            return True, "equivalent"
+        return False, "not equivalent"
+
+
+def _wrong(reason: str, **details: object) -> Score:
+    return Score(reward=0.0, correct=False, reason=reason, details=dict(details))

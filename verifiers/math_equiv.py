@@ -1,0 +1,179 @@
+"""Equivalence of two parsed answers (sympy objects): structure first, then numbers, then symbols.
+
+Structure: ordered tuples and vectors compare element by element; sets (and bare lists of several
+answers) compare as multisets; intervals compare end points and openness, and an open interval (a, b)
+equals the pair (a, b) since the notation is the same; matrices compare shape and entries; an
+assignment `x = 3` compares by its value against a non-equation; equations compare as lhs - rhs up
+to sign. Scalars: exact rationals compare exactly; other constants numerically with a relative
+tolerance; expressions with free symbols at random points (a mismatch at any point rejects), with
+sympy's simplify of the difference only when the points cannot be evaluated.
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+import sympy
+
+Equal = Callable[[sympy.Basic, sympy.Basic], bool]
+SAMPLE_POINTS = 5
+SAMPLE_RANGE = (0.31, 1.73)
+
+
+def is_assignment(e: sympy.Basic) -> bool:
+    """`x = value` with a plain symbol on the left."""
+    return isinstance(e, sympy.Eq) and isinstance(e.lhs, sympy.Symbol)
+
+
+def assignment_values(s: sympy.FiniteSet) -> sympy.Tuple | None:
+    """{a = 1, b = 2} -> (1, 2), ordered by variable name; None unless every element is an assignment."""
+    if not all(is_assignment(e) for e in s.args):
+        return None
+    return sympy.Tuple(*(e.rhs for e in sorted(s.args, key=lambda e: e.lhs.name)))
+
+
+def numbers_close(a: complex, b: complex, rel_tol: float) -> bool:
+    """|a - b| <= rel_tol * max(|a|, |b|)  (a relative tolerance; exact zero only matches exact zero)."""
+    return abs(a - b) <= rel_tol * max(abs(a), abs(b))
+
+
+def _complex(e: sympy.Basic) -> complex | None:
+    """The value of a constant expression as a finite complex number, or None."""
+    try:
+        value = complex(e.evalf(30))
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return None
+    if value != value or abs(value) == float("inf"):
+        return None
+    return value
+
+
+def scalars_equal(a: sympy.Basic, b: sympy.Basic, rel_tol: float) -> bool:
+    """Exact for rationals, numeric for constants, random points for expressions in symbols."""
+    if a.has(sympy.zoo, sympy.nan) or b.has(sympy.zoo, sympy.nan):
+        return False
+    if a.is_Rational and b.is_Rational:
+        return bool(a == b)
+    symbols = a.free_symbols | b.free_symbols
+    if not symbols:
+        va, vb = _complex(a), _complex(b)
+        if va is not None and vb is not None:
+            return numbers_close(va, vb, rel_tol)
+        return _simplifies_to_zero(a - b)
+    return _equal_at_points(a, b, sorted(symbols, key=str), rel_tol)
+
+
+def _equal_at_points(a: sympy.Basic, b: sympy.Basic, symbols: list, rel_tol: float) -> bool:
+    """Compare at SAMPLE_POINTS random real points (seeded: same verdict every run).
+
+    A mismatch at any point where both sides are finite rejects; agreement at >= 3 points accepts
+    (distinct elementary expressions agree on a set of measure zero); else simplify decides.
+    """
+    rng = random.Random(12345)
+    agreed = 0
+    for _ in range(SAMPLE_POINTS):
+        point = {s: sympy.Float(rng.uniform(*SAMPLE_RANGE), 20) for s in symbols}
+        va, vb = _complex(a.xreplace(point)), _complex(b.xreplace(point))
+        if va is None or vb is None:
+            continue
+        if not numbers_close(va, vb, max(rel_tol, 1e-9)):
+            return False
+        agreed += 1
+    return agreed >= 3 or _simplifies_to_zero(a - b)
+
+
+def _simplifies_to_zero(diff: sympy.Basic) -> bool:
+    try:
+        return bool(sympy.simplify(diff) == 0)
+    except Exception:
+        return False
+
+
+def _match_unordered(xs: tuple, ys: tuple, equal: Equal) -> bool:
+    """Multiset equality under `equal` (greedy matching; answers are short lists)."""
+    if len(xs) != len(ys):
+        return False
+    unused = list(ys)
+    for x in xs:
+        hit = next((i for i, y in enumerate(unused) if equal(x, y)), None)
+        if hit is None:
+            return False
+        unused.pop(hit)
+    return True
+
+
+def _match_ordered(xs: tuple, ys: tuple, equal: Equal) -> bool:
+    return len(xs) == len(ys) and all(equal(x, y) for x, y in zip(xs, ys))
+
+
+def _as_sequence(e: sympy.Basic) -> tuple | None:
+    """Elements of an ordered thing: a tuple, a vector (1-row or 1-column matrix), or an open interval
+    (a, b), which is written exactly like the pair (a, b)."""
+    if isinstance(e, sympy.Tuple):
+        return tuple(e.args)
+    if isinstance(e, sympy.MatrixBase) and 1 in e.shape:
+        return tuple(e)
+    if isinstance(e, sympy.Interval) and e.left_open and e.right_open:
+        return (e.start, e.end)
+    return None
+
+
+def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bool:
+    """Whether the predicted answer means the same as the reference (see the module docstring)."""
+
+    def equal(x: sympy.Basic, y: sympy.Basic) -> bool:
+        return equivalent(x, y, rel_tol)
+
+    if pred == ref:
+        return True
+    # equations and assignments
+    if isinstance(pred, sympy.Eq) and isinstance(ref, sympy.Eq):
+        d_pred, d_ref = pred.lhs - pred.rhs, ref.lhs - ref.rhs
+        return scalars_equal(d_pred, d_ref, rel_tol) or scalars_equal(d_pred, -d_ref, rel_tol)
+    if is_assignment(pred):
+        return equal(pred.rhs, ref)
+    if is_assignment(ref):
+        return equal(pred, ref.rhs)
+    # sets, lists of answers
+    if isinstance(pred, sympy.FiniteSet) and isinstance(ref, sympy.FiniteSet):
+        strip = lambda s: tuple(e.rhs if is_assignment(e) else e for e in s.args)  # noqa: E731
+        return _match_unordered(strip(pred), strip(ref), equal)
+    for s, other in ((pred, ref), (ref, pred)):
+        if isinstance(s, sympy.FiniteSet):
+            values = assignment_values(s)
+            if values is not None and not isinstance(other, sympy.FiniteSet):
+                return _match_ordered(tuple(values.args), _as_sequence(other) or (other,), equal)
+            if len(s.args) == 1 and not isinstance(other, sympy.Set):
+                return equal(s.args[0], other) if s is pred else equal(other, s.args[0])
+            if isinstance(other, sympy.Tuple):
+                return _match_unordered(tuple(s.args), tuple(other.args), equal)
+            return False
+    # intervals and unions of intervals
+    if isinstance(pred, sympy.Interval) and isinstance(ref, sympy.Interval):
+        return (
+            pred.left_open == ref.left_open
+            and pred.right_open == ref.right_open
+            and equal(pred.start, ref.start)
+            and equal(pred.end, ref.end)
+        )
+    if isinstance(pred, sympy.Union) and isinstance(ref, sympy.Union):
+        return _match_unordered(pred.args, ref.args, equal)
+    # matrices, tuples, vectors
+    if isinstance(pred, sympy.MatrixBase) and isinstance(ref, sympy.MatrixBase) and pred.shape == ref.shape:
+        return _match_ordered(tuple(pred), tuple(ref), equal)
+    seq_pred, seq_ref = _as_sequence(pred), _as_sequence(ref)
+    if seq_pred is not None and seq_ref is not None:
+        return _match_ordered(seq_pred, seq_ref, equal)
+    if seq_pred is not None or seq_ref is not None:
+        return False
+    # inequalities: same relation, same lhs - rhs
+    if isinstance(pred, sympy.core.relational.Relational) or isinstance(ref, sympy.core.relational.Relational):
+        return (
+            type(pred) is type(ref)
+            and scalars_equal(pred.lhs - pred.rhs, ref.lhs - ref.rhs, rel_tol)
+        )
+    if isinstance(pred, (sympy.Set, sympy.MatrixBase)) or isinstance(ref, (sympy.Set, sympy.MatrixBase)):
+        return False
+    if not isinstance(pred, sympy.Expr) or not isinstance(ref, sympy.Expr):
+        return False
+    return scalars_equal(pred, ref, rel_tol)

@@ -1,0 +1,145 @@
+"""String normalisation of a math answer before comparison and parsing.
+
+Each rule is a small pure function str -> str; `normalize` applies them in order. Only changes that keep
+the meaning of a final answer are made (units, degree signs, spacing, currency, thousands separators,
+trailing punctuation, LaTeX spelling variants), so two answers with equal normal forms are equal.
+"""
+from __future__ import annotations
+
+import re
+
+from verifiers.math_extract import matching_brace
+
+TEXT_COMMANDS = ("\\text", "\\textbf", "\\textrm", "\\textit", "\\mbox", "\\mathrm", "\\mathbf", "\\emph", "\\textnormal")
+# Unit words stripped when they trail a number; single letters stay (they may be variables).
+UNITS = (
+    "cm mm km meter meters metre metres centimeter centimeters kilometer kilometers inch inches ft feet foot "
+    "yard yards yd mile miles sq square cubic units unit degree degrees deg cent cents dollar dollars usd euros "
+    "hour hours hr hrs minute minutes min mins second seconds sec secs day days week weeks month months year years "
+    "pound pounds lb lbs kg grams gram ounce ounces oz liter liters litre litres ml gallon gallons mph kmh "
+    "percent people students apples marbles points times ways"
+).split()
+UNIT_TAIL = re.compile(r"(?<=[\d}\s])\s*(?:" + "|".join(sorted(UNITS, key=len, reverse=True)) + r")(?:\^\{?[23]\}?)?\s*$", re.IGNORECASE)
+THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d])")
+CHOICE = re.compile(r"^\(?([A-Ea-e])\)$|^\(([A-Ea-e])\)?$")
+
+
+def strip_delimiters(s: str) -> str:
+    """`$x$`, `\\(x\\)`, `\\[x\\]`, `\\displaystyle x` -> `x`."""
+    s = s.replace("$", "")
+    for d in ("\\(", "\\)", "\\[", "\\]", "\\displaystyle"):
+        s = s.replace(d, "")
+    return s
+
+
+def strip_spacing(s: str) -> str:
+    """LaTeX spacing and sizing commands go: `\\!`, `\\,`, `\\;`, `\\quad`, `~`, `\\left(` -> `(`, `\\right.` -> ``.
+
+    `,\\!` is MATH's thousands separator, so it becomes a bare `,` (no space) first.
+    """
+    s = re.sub(r",\\!\s*", ",", s)
+    s = re.sub(r"\\right\.|\\left\.", "", s)
+    s = re.sub(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])", "", s)
+    s = re.sub(r"\\(?:qquad|quad)(?![a-zA-Z])|\\[!,;: ]|~", " ", s)
+    return s
+
+
+def unify_commands(s: str) -> str:
+    """Spelling variants: `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`, `\\frac12` -> `\\frac{1}{2}`, `\\sqrt2` -> `\\sqrt{2}`,
+    `\\le`/`\\ge` spellings, `\\neq`, and `^{\\prime}`."""
+    s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
+    s = re.sub(r"\\(leq|leqslant)(?![a-zA-Z])", r"\\le", s)
+    s = re.sub(r"\\(geq|geqslant)(?![a-zA-Z])", r"\\ge", s)
+    # \frac12, \frac1{2}, \frac{1}2 : single-character arguments without braces
+    s = re.sub(r"\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac\s*([0-9a-zA-Z])\s*\{", r"\\frac{\1}{", s)
+    s = re.sub(r"\\frac(\{[^{}]*\})\s*([0-9a-zA-Z])", r"\\frac\1{\2}", s)
+    s = re.sub(r"\\sqrt\s*([0-9a-zA-Z])", r"\\sqrt{\1}", s)
+    return s
+
+
+def _text_groups(s: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every `\\text{..}`-like group, outermost first."""
+    groups = []
+    for m in re.finditer(r"\\(?:" + "|".join(c[1:] for c in TEXT_COMMANDS) + r")\s*(?=\{)", s):
+        close = matching_brace(s, m.end())
+        if close is not None:
+            groups.append((m.start(), close + 1, s[m.end() + 1 : close]))
+    return groups
+
+
+def strip_text(s: str) -> str:
+    """`\\text{..}` and friends: ` or `/` and ` become a comma; a word next to a number (a unit or a label,
+    e.g. `5 \\text{cm}`) is dropped; otherwise the text stays as plain content (`\\text{Evelyn}` -> `Evelyn`)."""
+    for start, end, content in reversed(_text_groups(s)):
+        words = content.strip()
+        rest = s[:start] + s[end:]
+        if words.lower() in ("or", "and", ","):
+            replacement = ","
+        elif re.search(r"[a-zA-Z]{2,}", words) and re.search(r"\d", rest):
+            replacement = " "
+        else:
+            replacement = content
+        s = s[:start] + replacement + s[end:]
+    return s
+
+
+def strip_degrees(s: str) -> str:
+    """`90^\\circ`, `90^{\\circ}`, `90\\degree`, `90°` -> `90`."""
+    return re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|°", "", s)
+
+
+def strip_percent_and_currency(s: str) -> str:
+    """`10\\%` -> `10`, `\\$5` -> `5`, `€5`/`£5` -> `5` (the question fixes the unit; the number is the answer)."""
+    return re.sub(r"\\%|%|\\\$|€|£|\\euro|\\pounds", "", s)
+
+
+def strip_units(s: str) -> str:
+    """A unit word (or its square/cube) trailing a number goes: `10 inches` -> `10`, `4 cm^2` -> `4`."""
+    previous = None
+    while previous != s:
+        previous, s = s, UNIT_TAIL.sub("", s).rstrip()
+    return s
+
+
+def strip_thousands(s: str) -> str:
+    """`58,500` -> `58500` when the answer has no brackets (inside a tuple `(1,000)` a comma separates)."""
+    if re.search(r"[(\[{]", s):
+        return s
+    return THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), s)
+
+
+def strip_punctuation(s: str) -> str:
+    """Trailing `.`, `,`, `;`, `:` and surrounding whitespace go; `(C)` / `C)` -> `C` (multiple choice)."""
+    s = s.strip()
+    while s and s[-1] in ".,;:" and not s.endswith("\\,"):
+        s = s[:-1].rstrip()
+    m = CHOICE.match(s)
+    return (m.group(1) or m.group(2)).upper() if m else s
+
+
+def collapse_space(s: str) -> str:
+    """Whitespace goes except between two letters (`\\pi r` must not become `\\pir`)."""
+    s = re.sub(r"\s+", " ", s).strip()
+    return re.sub(r"(?<![a-zA-Z]) | (?![a-zA-Z])", "", s)
+
+
+RULES = (
+    strip_delimiters,
+    strip_spacing,
+    unify_commands,
+    strip_text,
+    strip_degrees,
+    strip_percent_and_currency,
+    strip_units,
+    strip_thousands,
+    strip_punctuation,
+    collapse_space,
+)
+
+
+def normalize(answer: str) -> str:
+    """The normal form of an answer string: every rule of RULES in order."""
+    for rule in RULES:
+        answer = rule(answer)
+    return answer

@@ -1,0 +1,140 @@
+"""Normalised answer string -> sympy object, with cheap guards in front of the LaTeX parser.
+
+Plain numbers (integers, decimals, a/b, \\frac{a}{b}, mixed numbers) are parsed exactly without sympy's
+parser; everything else goes to latex2sympy2_extended. Guards refuse before any expensive work:
+over-long answers, deep bracket nesting (the ANTLR parser's time grows steeply with nesting depth) and
+numbers with more than MAX_DIGITS digits (power towers such as 9^{9^{9^9}}).
+"""
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+import sympy
+
+MAX_DEPTH = 12
+MAX_DIGITS = 10_000
+INTEGER = re.compile(r"^[+-]?\d+$")
+DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
+SLASH = re.compile(r"^([+-]?\d+)/(\d+)$")
+FRAC = re.compile(r"^([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}$")
+MIXED = re.compile(r"^([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
+BASE_NUMBER = re.compile(r"^([0-9A-Za-z]+)_\{?(\d+)\}?$")
+
+
+class ParseFailure(Exception):
+    """The answer cannot (or must not) be turned into a sympy object; the message says why."""
+
+
+def bracket_depth(s: str) -> int:
+    """Maximum nesting depth of (, [ and { together."""
+    depth = deepest = 0
+    for c in s:
+        if c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth -= 1
+    return deepest
+
+
+def plain_number(s: str) -> sympy.Rational | None:
+    """Exact value of an integer, decimal, a/b, \\frac{a}{b} or mixed number `3\\frac{1}{2}` (= 3 + 1/2); else None."""
+    if INTEGER.match(s):
+        return sympy.Integer(int(s))
+    if DECIMAL.match(s):
+        return sympy.Rational(s)
+    m = SLASH.match(s)
+    if m and int(m.group(2)) != 0:
+        return sympy.Rational(int(m.group(1)), int(m.group(2)))
+    m = FRAC.match(s)
+    if m and int(m.group(3)) != 0:
+        value = sympy.Rational(int(m.group(2)), int(m.group(3)))
+        return -value if m.group(1) == "-" else value
+    m = MIXED.match(s)
+    if m and int(m.group(4)) != 0:
+        value = int(m.group(2)) + sympy.Rational(int(m.group(3)), int(m.group(4)))
+        return -value if m.group(1) == "-" else value
+    return None
+
+
+def base_number(s: str) -> sympy.Symbol | None:
+    """`52_8` / `52_{8}` -> an opaque symbol `52_8`: the question asked for that base, so only the same
+    digits in the same base match (the LaTeX parser would drop the subscript and compare 52 with 52)."""
+    m = BASE_NUMBER.match(s)
+    if not m:
+        return None
+    digits = m.group(1).lstrip("0").upper() or "0"
+    return sympy.Symbol(f"{digits}_{int(m.group(2))}")
+
+
+def log10_bound(expr: sympy.Basic) -> float:
+    """An upper bound on log10|value| of a numeric (sub)expression, without evaluating it.
+
+    Rules: |n| -> log10|n|; p/q -> max; a+b -> max + log10(#terms); a*b -> sum;
+    b^e -> |e| * log10|b| with |e| <= 10^log10_bound(e); n! -> n log10 n; symbols count as O(1).
+    """
+    if isinstance(expr, sympy.Integer):
+        n = abs(int(expr))
+        return n.bit_length() * math.log10(2) if n else 0.0
+    if isinstance(expr, sympy.Rational):
+        return max(log10_bound(sympy.Integer(expr.p)), log10_bound(sympy.Integer(expr.q)))
+    if isinstance(expr, sympy.Float):
+        return abs(float(sympy.log(abs(expr), 10))) if expr != 0 else 0.0
+    if isinstance(expr, sympy.Pow) or isinstance(expr, sympy.exp):
+        base, exponent = (expr.args if isinstance(expr, sympy.Pow) else (sympy.E, expr.args[0]))
+        e = log10_bound(exponent)
+        if e > 8:
+            return math.inf
+        return max(log10_bound(base), 0.5) * 10**e
+    if isinstance(expr, sympy.factorial):
+        n = log10_bound(expr.args[0])
+        return math.inf if n > 5 else 10**n * max(n, 1.0)
+    if isinstance(expr, sympy.Mul):
+        return sum(log10_bound(a) for a in expr.args)
+    if expr.args:
+        return max(log10_bound(a) for a in expr.args) + math.log10(len(expr.args))
+    return 1.0
+
+
+def _exact_floats(expr: sympy.Basic) -> sympy.Basic:
+    """Decimals as exact rationals (0.5 -> 1/2): the parser makes Floats, comparison wants exact values."""
+    floats = expr.atoms(sympy.Float)
+    return expr.xreplace({f: sympy.Rational(str(f)) for f in floats}) if floats else expr
+
+
+def _latex2sympy(s: str) -> sympy.Basic:
+    from latex2sympy2_extended import latex2sympy  # imported lazily: worker warmup pays for it once
+
+    return latex2sympy(s)
+
+
+@lru_cache(maxsize=8192)
+def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
+    """The sympy value of the normalised answer `s` (cached: a reference is parsed once per group)."""
+    if not s:
+        raise ParseFailure("empty answer")
+    if len(s) > max_chars:
+        raise ParseFailure(f"answer longer than {max_chars} characters")
+    number = plain_number(s)
+    if number is not None:
+        return number
+    based = base_number(s)
+    if based is not None:
+        return based
+    if bracket_depth(s) > MAX_DEPTH:
+        raise ParseFailure(f"brackets nested deeper than {MAX_DEPTH}")
+    try:
+        expr = _latex2sympy(s)
+    except RecursionError:
+        raise ParseFailure("expression nested too deeply") from None
+    except Exception as e:
+        raise ParseFailure(f"unparseable: {str(e).splitlines()[0][:80]}") from None
+    if isinstance(expr, sympy.MatrixBase):
+        expr = sympy.ImmutableMatrix(expr)
+    if not isinstance(expr, sympy.Basic):
+        raise ParseFailure(f"unparseable: parser returned {type(expr).__name__}")
+    if log10_bound(expr) > MAX_DIGITS:
+        raise ParseFailure(f"number with more than {MAX_DIGITS} digits")
+    return _exact_floats(expr)

@@ -1,0 +1,206 @@
+"""A pool of worker processes that scores samples with a HARD per-sample timeout.
+
+Why processes and not signal.alarm: signal-based timeouts only work in the main thread, and trainers
+call reward functions from worker threads, where such a timeout silently never fires (or raises and the
+reward becomes 0 for every sample). Here the parent watches a deadline per sample and SIGKILLs a worker
+that overruns, then starts a replacement; a crash (os._exit, segfault, OOM kill) is seen as a closed
+pipe. Either way the sample gets reward 0 with the reason, and the caller never goes down.
+
+Workers are started with 'forkserver' (default) or 'spawn': the parent usually holds torch and threads,
+which makes plain fork unsafe. With forkserver the verifier's module is preloaded into the server, so a
+restart after a timeout costs a fork, not a fresh sympy import.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from verifiers.base import Sample, Score, Verifier
+
+STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its verifier
+
+
+def _failure(status: str, reason: str) -> Score:
+    return Score(reward=0.0, correct=False, reason=reason, details={"status": status})
+
+
+def verify_safely(verifier: Verifier, sample: Sample) -> Score:
+    """verifier.verify(sample), with an exception turned into reward 0 and its text as the reason."""
+    try:
+        return verifier.verify(sample)
+    except Exception as e:  # a verifier bug must cost one sample, not the run
+        return _failure("exception", f"exception: {type(e).__name__}: {e}")
+
+
+def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None) -> None:
+    if memory_mb:
+        import resource
+
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    warmup = getattr(verifier, "warmup", None)
+    if callable(warmup):
+        warmup()
+    conn.send(("ready", None))
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        index, sample = msg
+        conn.send((index, verify_safely(verifier, sample)))
+
+
+class _Worker:
+    """One process plus its pipe end and the sample it is working on."""
+
+    def __init__(self, ctx: Any, verifier: Verifier, memory_mb: int | None) -> None:
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, verifier, memory_mb), daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self.started = time.monotonic()
+        self.task: int | None = None
+        self.deadline = float("inf")
+
+    def send(self, index: int, sample: Sample, timeout: float) -> None:
+        self.task, self.deadline = index, time.monotonic() + timeout
+        self.conn.send((index, sample))
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class VerifierPool:
+    """Score samples with `verifier` in `workers` processes, each sample limited to `timeout` seconds.
+
+    `workers=0` runs in-process (no hard timeout; exceptions are still caught) for debugging.
+    `memory_mb` optionally caps each worker's address space. Thread-safe: calls are serialized.
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        workers: int = 2,
+        timeout: float = 5.0,
+        start_method: str = "forkserver",
+        memory_mb: int | None = None,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if start_method not in ("forkserver", "spawn"):
+            raise ValueError(f"start_method must be 'forkserver' or 'spawn' (fork is unsafe), got {start_method!r}")
+        self.verifier, self.timeout, self.memory_mb = verifier, float(timeout), memory_mb
+        self.n_workers = workers
+        self._ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            self._ctx.set_forkserver_preload([type(verifier).__module__])
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = [self._spawn() for _ in range(workers)]
+        self.restarts = 0
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self._ctx, self.verifier, self.memory_mb)
+
+    def score(self, samples: list[Sample]) -> list[Score]:
+        """Scores in input order; never raises for a verifier's hang, crash or exception."""
+        with self._lock:
+            if self.n_workers == 0:
+                return [verify_safely(self.verifier, s) for s in samples]
+            return self._score(list(samples))
+
+    def _score(self, samples: list[Sample]) -> list[Score]:
+        results: list[Score | None] = [None] * len(samples)
+        todo = deque(range(len(samples)))
+        remaining = len(samples)
+        while remaining:
+            for w in self._workers:
+                if w.ready and w.task is None and todo:
+                    i = todo.popleft()
+                    try:
+                        w.send(i, samples[i], self.timeout)
+                    except (BrokenPipeError, OSError):
+                        todo.appendleft(i)
+                        w.task = None
+                        self._replace(w)
+            now = time.monotonic()
+            next_deadline = min(
+                [w.deadline for w in self._workers if w.task is not None]
+                + [w.started + STARTUP_TIMEOUT for w in self._workers if not w.ready],
+                default=now + self.timeout,
+            )
+            ready = wait([w.conn for w in self._workers], timeout=max(0.0, next_deadline - now))
+            for w in list(self._workers):
+                if w.conn in ready:
+                    remaining -= self._receive(w, results, samples, todo)
+            now = time.monotonic()
+            for w in list(self._workers):
+                if w.task is not None and now > w.deadline:
+                    results[w.task] = _failure("timeout", f"timeout: verifier took over {self.timeout:g}s")
+                    remaining -= 1
+                    w.task = None
+                    self._replace(w)
+                elif not w.ready and now > w.started + STARTUP_TIMEOUT:
+                    raise RuntimeError(f"verifier worker did not start within {STARTUP_TIMEOUT:g}s")
+        return results  # type: ignore[return-value]
+
+    def _receive(self, w: _Worker, results: list, samples: list[Sample], todo: deque) -> int:
+        """Handle one message (or a dead pipe) from `w`; returns how many samples got a result."""
+        try:
+            kind, payload = w.conn.recv()
+        except (EOFError, OSError):
+            done = 0
+            if w.task is not None:
+                w.proc.join(timeout=1)
+                code = w.proc.exitcode
+                results[w.task] = _failure("crash", f"crash: verifier worker died (exit code {code})")
+                done = 1
+            elif not w.ready:
+                raise RuntimeError("verifier worker died while starting (does the verifier import?)")
+            w.task = None
+            self._replace(w)
+            return done
+        if kind == "ready":
+            w.ready = True
+            return 0
+        results[kind], w.task, w.deadline = payload, None, float("inf")
+        return 1
+
+    def _replace(self, w: _Worker) -> None:
+        w.kill()
+        self._workers[self._workers.index(w)] = self._spawn()
+        self.restarts += 1
+
+    def close(self) -> None:
+        with self._lock:
+            for w in self._workers:
+                try:
+                    w.conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
+            for w in self._workers:
+                w.proc.join(timeout=2)
+                w.kill()
+            self._workers = []
+
+    def __enter__(self) -> "VerifierPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_workers", None):
+            self.close()
