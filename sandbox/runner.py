@@ -1,0 +1,145 @@
+"""`run`: one program, isolated and bounded, to a Result."""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Mapping
+
+from sandbox import languages, seccomp
+from sandbox.backends import SANDBOX_ENV, Launch, bwrap, unshare
+from sandbox.capabilities import capabilities, choose_backend
+from sandbox.limits import Isolation, Limits
+from sandbox.result import Result, Status, classify, exit_signal
+from sandbox.supervisor import Outcome, supervise
+from sandbox.uids import UidLease, can_switch_uid, processes_of
+
+# Processes a backend adds around the program (outer process and the namespace's init).
+_BACKEND_PROCESSES = 2
+
+FileContent = str | bytes
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(f"rlvr-{name}", 0)
+    os.write(fd, data) if len(data) < (1 << 16) else _write_all(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _as_bytes(content: FileContent) -> bytes:
+    return content.encode() if isinstance(content, str) else bytes(content)
+
+
+def _check_name(name: str) -> str:
+    if not name or "/" in name or name in (".", "..") or "\0" in name:
+        raise ValueError(f"sandbox file name {name!r} must be a plain file name (no '/', not '.' or '..')")
+    return name
+
+
+def prlimit_argv(limits: Limits, extra_seconds: float, uid: int | None) -> list[str]:
+    """rlimits for the whole tree. CPU: soft = hard, so the kernel sends SIGKILL
+    (the program may be its namespace's pid 1, which ignores SIGXCPU)."""
+    cpu = math.ceil(limits.cpu + extra_seconds)
+    nproc = limits.processes + _BACKEND_PROCESSES
+    if uid is None:  # not root: RLIMIT_NPROC counts every process of the caller's uid
+        nproc += len(processes_of(os.getuid()))
+    return [shutil.which("prlimit") or "prlimit", f"--cpu={cpu}:{cpu}", f"--as={limits.memory_bytes}",
+            f"--nproc={nproc}", f"--fsize={limits.file_size_bytes}", f"--nofile={limits.open_files}",
+            "--core=0", "--"]
+
+
+def _kill_leftovers(uid: int) -> int:
+    """Belt and braces after the namespace is gone: kill anything still owned by the run's uid."""
+    pids = processes_of(uid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
+
+
+def _run_rlimits_only(command: tuple[str, ...], payload: dict[str, bytes], prefix: list[str], uid: int | None,
+                      stdin: bytes, wall: float, limits: Limits) -> Outcome:
+    """No namespaces: a fresh host directory owned by the run's uid, removed afterwards."""
+    workdir = tempfile.mkdtemp(prefix="rlvr-sandbox-")
+    try:
+        for name, data in payload.items():
+            with open(os.path.join(workdir, name), "wb") as f:
+                f.write(data)
+        if uid is not None:
+            for path in [workdir, *(os.path.join(workdir, n) for n in payload)]:
+                os.chown(path, uid, uid)
+        env_cmd = ["/usr/bin/env", "-i", *(f"{k}={workdir if v == '/box' else v}" for k, v in SANDBOX_ENV.items())]
+        argv = prefix + ["/bin/sh", "-c", 'cd "$0" && shift && exec "$@"', workdir, *env_cmd, *command]
+        return supervise(argv, uid=uid, stdin=stdin, pass_fds=(), wall_seconds=wall,
+                         output_bytes=limits.output_bytes)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(program: FileContent, language: str = "python", stdin: FileContent | None = None,
+        files: Mapping[str, FileContent] | None = None, limits: Limits | None = None,
+        isolation: Isolation | None = None) -> Result:
+    """Run `program` (source text) with `stdin`, extra `files` in its working directory, under `limits`.
+
+    Raises SandboxUnavailable when the machine cannot give `isolation`; every failure of the program
+    itself is a Result status, never an exception.
+    """
+    limits = limits or Limits()
+    isolation = isolation or Isolation()
+    lang = languages.get(language)
+    caps = capabilities()
+    backend = choose_backend(isolation, caps)
+    payload = {_check_name(n): _as_bytes(c) for n, c in (files or {}).items()}
+    payload[lang.source_name] = _as_bytes(program)
+    extra = limits.compile_seconds if lang.compiled else 0.0
+    wall = limits.wall_seconds + extra
+    use_seccomp = backend == "bwrap" and isolation.seccomp and caps.seccomp
+    interp_root = languages.interpreter_root(caps.interpreter)
+    fds: list[int] = []
+    try:
+        with UidLease() as lease:
+            uid = lease.uid if can_switch_uid() else None
+            prefix = prlimit_argv(limits, extra, uid)
+            if backend is None:
+                outcome = _run_rlimits_only(lang.command, payload, prefix, uid, _as_bytes(stdin or b""), wall, limits)
+            else:
+                files_fds = tuple((name, _memfd(name, data)) for name, data in payload.items())
+                fds += [fd for _, fd in files_fds]
+                seccomp_fd = _memfd("seccomp", seccomp.deny_filter()) if use_seccomp else None
+                if seccomp_fd is not None:
+                    fds.append(seccomp_fd)
+                launch = Launch(command=lang.command, files=files_fds, disk_bytes=limits.disk_bytes,
+                                seccomp_fd=seccomp_fd,
+                                extra_ro_binds=() if interp_root.startswith("/usr") else (interp_root,))
+                module = bwrap if backend == "bwrap" else unshare
+                outcome = supervise(prefix + module.argv(launch), uid=uid, stdin=_as_bytes(stdin or b""),
+                                    pass_fds=tuple(fds), wall_seconds=wall, output_bytes=limits.output_bytes)
+            leftovers = _kill_leftovers(uid) if uid is not None else 0
+    finally:
+        for fd in fds:
+            os.close(fd)
+    stderr = outcome.stderr.decode(errors="replace")
+    status = classify(exit_code=outcome.exit_code, killed_for=outcome.killed_for, stderr=stderr,
+                      cpu_seconds=outcome.cpu_seconds, cpu_limit=limits.cpu + extra,
+                      peak_memory_bytes=outcome.peak_memory_bytes, memory_limit=limits.memory_bytes)
+    if backend == "unshare" and outcome.exit_code == unshare.SETUP_FAILED_EXIT and unshare.SETUP_FAILED_MESSAGE in stderr:
+        status = Status.SANDBOX_ERROR
+    return Result(
+        status=status, exit_code=outcome.exit_code, stdout=outcome.stdout.decode(errors="replace"), stderr=stderr,
+        wall_seconds=outcome.wall_seconds, cpu_seconds=outcome.cpu_seconds,
+        peak_memory_bytes=outcome.peak_memory_bytes, signal=exit_signal(outcome.exit_code),
+        stdout_truncated=outcome.stdout_truncated, stderr_truncated=outcome.stderr_truncated,
+        isolation={"backend": backend or "rlimits", "seccomp": use_seccomp, "private_uid": uid is not None,
+                   "leftover_processes_killed": leftovers},
+    )

@@ -1,0 +1,63 @@
+"""A private unprivileged uid per run.
+
+The kernel does not apply RLIMIT_NPROC to root (nor to a user namespace whose ids map back to root),
+so a fork bomb is only bounded when the sandbox runs as a real unprivileged uid. Each concurrent run
+leases its own uid from a range no account uses, so runs never share a process budget and a run's
+processes can be found (and killed) by uid afterwards.
+
+The lease is an abstract unix socket named after the uid: binding it is atomic across processes,
+and the kernel releases it when its holder exits, so no lock file is ever left behind.
+"""
+from __future__ import annotations
+
+import os
+import random
+import socket
+
+UID_BASE = 2_100_000_000
+UID_SPAN = 1_000_000
+
+
+class UidLease:
+    """Holds one uid from [UID_BASE, UID_BASE + UID_SPAN) until released."""
+
+    def __init__(self) -> None:
+        self.uid = -1
+        self._sock: socket.socket | None = None
+
+    def __enter__(self) -> "UidLease":
+        rng = random.Random()
+        for _ in range(1000):
+            uid = UID_BASE + rng.randrange(UID_SPAN)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(f"\0rlvr-sandbox-uid-{uid}")
+            except OSError:
+                sock.close()
+                continue
+            self.uid, self._sock = uid, sock
+            return self
+        raise RuntimeError("no free sandbox uid after 1000 tries")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def can_switch_uid() -> bool:
+    """Only root can run a child as another uid."""
+    return os.geteuid() == 0
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids (host view) of live processes owned by `uid`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
+            except FileNotFoundError:
+                pass
+    return pids
