@@ -27,9 +27,8 @@ CHOICE = re.compile(r"^\(?([A-Ea-e])\)$|^\(([A-Ea-e])\)?$")
 def strip_delimiters(s: str) -> str:
     """`$x$`, `\\(x\\)`, `\\[x\\]`, `\\displaystyle x` -> `x`."""
     s = s.replace("$", "")
-    for d in ("\\(", "\\)", "\\[", "\\]", "\\displaystyle"):
-        s = s.replace(d, "")
-    return s
+    s = s.replace("\\displaystyle", "")
+    return re.sub(r"(?<!\\)\\[()\[\]]", "", s)  # not the `\\[` of a matrix row break
 
 
 def strip_spacing(s: str) -> str:
@@ -40,7 +39,7 @@ def strip_spacing(s: str) -> str:
     s = re.sub(r",\\!\s*", ",", s)
     s = re.sub(r"\\right\.|\\left\.", "", s)
     s = re.sub(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])", "", s)
-    s = re.sub(r"\\(?:qquad|quad)(?![a-zA-Z])|\\[!,;: ]|~", " ", s)
+    s = re.sub(r"\\(?:qquad|quad)(?![a-zA-Z])|(?<!\\)\\[!,;: ]|~", " ", s)
     return s
 
 
@@ -125,12 +124,12 @@ def collapse_space(s: str) -> str:
 
 
 RULES = (
+    strip_percent_and_currency,  # before the `$` delimiters go, or `\$5` would lose only its `$`
     strip_delimiters,
     strip_spacing,
     unify_commands,
     strip_text,
     strip_degrees,
-    strip_percent_and_currency,
     strip_units,
     strip_thousands,
     strip_punctuation,

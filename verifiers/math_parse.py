@@ -77,7 +77,9 @@ def log10_bound(expr: sympy.Basic) -> float:
     """
     if isinstance(expr, sympy.Integer):
         n = abs(int(expr))
-        return n.bit_length() * math.log10(2) if n else 0.0
+        if n.bit_length() < 1000:
+            return math.log10(n) if n else 0.0
+        return n.bit_length() * math.log10(2)
     if isinstance(expr, sympy.Rational):
         return max(log10_bound(sympy.Integer(expr.p)), log10_bound(sympy.Integer(expr.q)))
     if isinstance(expr, sympy.Float):
@@ -87,7 +89,7 @@ def log10_bound(expr: sympy.Basic) -> float:
         e = log10_bound(exponent)
         if e > 8:
             return math.inf
-        return max(log10_bound(base), 0.5) * 10**e
+        return max(log10_bound(base), 0.0) * 10**e
     if isinstance(expr, sympy.factorial):
         n = log10_bound(expr.args[0])
         return math.inf if n > 5 else 10**n * max(n, 1.0)

@@ -1,0 +1,91 @@
+"""Answer extraction rules of the math verifier (verifiers/math_extract.py)."""
+import pytest
+
+from verifiers.math_extract import (
+    answer_is,
+    boxed_contents,
+    extract_answers,
+    extract_reference,
+    hash_answer,
+    last_number,
+    matching_brace,
+)
+
+
+def test_matching_brace_skips_escaped_braces():
+    text = r"{a\{b\}{c}}x"
+    assert matching_brace(text, 0) == len(text) - 2
+    assert matching_brace("{unclosed", 0) is None
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (r"so \boxed{18}.", ["18"]),
+        (r"\boxed{\frac{1}{2}}", [r"\frac{1}{2}"]),
+        (r"\boxed{\{1,2\}}", [r"\{1,2\}"]),
+        (r"\fbox{7}", ["7"]),
+        (r"\boxed 5$", ["5"]),
+        (r"first \boxed{1} then \fbox{2} then \boxed{3}", ["1", "2", "3"]),
+        (r"\boxed{}", [""]),
+        (r"\boxed{unclosed", []),
+        ("no box here", []),
+    ],
+)
+def test_boxed_contents(text, expected):
+    assert boxed_contents(text) == expected
+
+
+def test_hash_answer_takes_last_line_value():
+    assert hash_answer("work\n#### 18") == "18"
+    assert hash_answer("#### 1\n#### 2,000 ") == "2,000"
+    assert hash_answer("none") is None
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("So the answer is 42.", "42"),
+        ("The final answer is $\\frac{1}{2}$.\nThanks", "$\\frac{1}{2}$"),
+        ("Final Answer: 3.5.", "3.5"),
+        ("answer: -7", "-7"),
+    ],
+)
+def test_answer_is(text, expected):
+    assert answer_is(text) == expected
+
+
+def test_last_number_keeps_sign_decimals_and_separators():
+    assert last_number("a 3 then -1,234.5 end") == "-1,234.5"
+    assert last_number("nothing") is None
+
+
+def test_extract_precedence_box_over_hash_over_phrase():
+    assert extract_answers("the answer is 1\n#### 2 \\boxed{3}") == ("boxed", ["3"])
+    assert extract_answers("the answer is 1\n#### 2") == ("####", ["2"])
+    assert extract_answers("the answer is 1") == ("answer is", ["1"])
+
+
+def test_last_number_fallback_is_off_by_default():
+    assert extract_answers("I got 12 apples") == ("none", [])
+    assert extract_answers("I got 12 apples", last_number_fallback=True) == ("last number", ["12"])
+
+
+@pytest.mark.parametrize(
+    "reference, expected",
+    [
+        ("18", "18"),
+        (18, "18"),
+        (0.5, "0.5"),
+        ("Janet sells 9 eggs.\n#### 18", "18"),
+        (r"so it is \boxed{\frac{1}{2}}.", r"\frac{1}{2}"),
+        (r"\frac{1}{2}", r"\frac{1}{2}"),
+    ],
+)
+def test_extract_reference(reference, expected):
+    assert extract_reference(reference) == expected
+
+
+def test_extract_reference_rejects_missing():
+    with pytest.raises(ValueError):
+        extract_reference(None)

@@ -1,0 +1,78 @@
+"""String normalisation rules of the math verifier (verifiers/math_normalize.py)."""
+import pytest
+
+from verifiers.math_normalize import (
+    collapse_space,
+    normalize,
+    strip_degrees,
+    strip_delimiters,
+    strip_percent_and_currency,
+    strip_punctuation,
+    strip_spacing,
+    strip_text,
+    strip_thousands,
+    strip_units,
+    unify_commands,
+)
+
+
+@pytest.mark.parametrize(
+    "rule, raw, expected",
+    [
+        (strip_delimiters, r"$\frac{1}{2}$", r"\frac{1}{2}"),
+        (strip_delimiters, r"\(x\)", "x"),
+        (strip_delimiters, r"\displaystyle 5", " 5"),
+        (strip_spacing, r"\left( 1, 2 \right)", "( 1, 2 )"),
+        (strip_spacing, r"\left\{ 1 \right.", r"\{ 1 "),
+        (strip_spacing, r"11,\! 111,\! 100", "11,111,100"),
+        (strip_spacing, r"3\,\text{cm}", r"3 \text{cm}"),
+        (unify_commands, r"\dfrac{1}{2}+\tfrac{3}{4}", r"\frac{1}{2}+\frac{3}{4}"),
+        (unify_commands, r"\frac12", r"\frac{1}{2}"),
+        (unify_commands, r"\frac1{x}", r"\frac{1}{x}"),
+        (unify_commands, r"\frac{1}2", r"\frac{1}{2}"),
+        (unify_commands, r"3\sqrt2", r"3\sqrt{2}"),
+        (unify_commands, r"x \leq 3", r"x \le 3"),
+        (strip_text, r"5.4 \text{ cents}", "5.4  "),
+        (strip_text, r"\text{Evelyn}", "Evelyn"),
+        (strip_text, r"x=1 \text{ or } x=2", "x=1 , x=2"),
+        (strip_text, r"\mbox{(C)}", "(C)"),
+        (strip_degrees, r"90^\circ", "90"),
+        (strip_degrees, r"90^{\circ}", "90"),
+        (strip_degrees, "90°", "90"),
+        (strip_percent_and_currency, r"10\%", "10"),
+        (strip_percent_and_currency, r"\$5.00", "5.00"),
+        (strip_percent_and_currency, "€5", "5"),
+        (strip_units, "10 inches", "10"),
+        (strip_units, "4 cm^2", "4"),
+        (strip_units, "5 square units", "5"),
+        (strip_units, "5m", "5m"),  # a single letter may be a variable
+        (strip_thousands, "58,500", "58500"),
+        (strip_thousands, "1,234,567.5", "1234567.5"),
+        (strip_thousands, "(1,000)", "(1,000)"),  # inside brackets a comma separates
+        (strip_thousands, "1,2", "1,2"),
+        (strip_punctuation, "42.", "42"),
+        (strip_punctuation, " 7 ;", "7"),
+        (strip_punctuation, "(C)", "C"),
+        (strip_punctuation, "b)", "B"),
+        (collapse_space, r"2 + 7 i", "2+7i"),
+        (collapse_space, r"\pi r^2", r"\pi r^2"),
+    ],
+)
+def test_rule(rule, raw, expected):
+    assert rule(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (r"$\dfrac{33}{100}$", r"\frac{33}{100}"),
+        (r"11,\! 111,\! 111,\! 100", "11111111100"),
+        (r"5.4 \text{ cents}", "5.4"),
+        (r"\$1,000.", "1000"),
+        (r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})"),
+        (r"\text{(C)}", "C"),
+        (r"30^\circ", "30"),
+    ],
+)
+def test_normalize_pipeline(raw, expected):
+    assert normalize(raw) == expected
