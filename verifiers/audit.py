@@ -126,7 +126,9 @@ def flip_sign(answer: str) -> str | None:
     a = answer.strip()
     if NOT_FLIPPABLE.search(a) or not re.search(r"[1-9a-zA-Z]", a) or re.fullmatch(r"[0.]+", a):
         return None
-    return a[1:] if a.startswith("-") and not re.search(r"[+-]", a[1:]) else f"-({a})"
+    if a.startswith("-") and not re.search(r"[+-]", a[1:]):
+        return a[1:]
+    return f"-{a}" if re.fullmatch(r"[\d.]+", a) else f"-({a})"
 
 
 def perturbations(answer: str) -> list[str]:

@@ -41,17 +41,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def parse_scalar(text: str) -> Any:
+    """A YAML scalar (`3` -> 3, `true` -> True, `abc` -> "abc"), plus `1e-3` -> 0.001, which YAML 1.1
+    leaves a string."""
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`["k=3", "flag=true", "s=abc"]` -> {"k": 3, "flag": True, "s": "abc"} (YAML scalars)."""
+    """`["k=3", "flag=true", "s=abc"]` -> {"k": 3, "flag": True, "s": "abc"}."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UserError(f"--option expects KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            options[key] = value
+        options[key] = parse_scalar(value)
     return options
 
 

@@ -1,0 +1,129 @@
+"""`rlvr verify`: scoring a jsonl file, errors, and the audit mode (real subprocesses, real files)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlvr.cli.verify import output_row, parse_options, read_rows, to_sample
+from rlvr.errors import UserError
+from verifiers import Score
+from verifiers.audit import build_cases, perturbations, read_gold, resolve_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rlvr(*args):
+    return subprocess.run([sys.executable, "-m", "rlvr", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_parse_options_yaml_scalars():
+    assert parse_options(["k=3", "b=true", "f=1e-3", "g=0.5", "s=abc", "e="]) == {
+        "k": 3, "b": True, "f": 0.001, "g": 0.5, "s": "abc", "e": ""}
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        parse_options(["novalue"])
+
+
+def test_rows_to_samples_and_back():
+    row = {"prompt": "p", "completion": "c", "reference": "r", "tests": ["assert f()"], "id": 7}
+    sample = to_sample(row)
+    assert (sample.prompt, sample.completion, sample.reference) == ("p", "c", "r")
+    assert sample.fields == {"tests": ["assert f()"], "id": 7}
+    out = output_row(row, Score(reward=1.0, correct=True, reason="ok", details={"passed": 3}), 0.25)
+    assert out == {**row, "reward": 1.0, "correct": True, "reason": "ok", "seconds": 0.25, "passed": 3}
+
+
+def test_read_rows_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"completion": "a", "reference": "1"}\n{not json\n')
+    with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
+        read_rows(bad)
+    bad.write_text('{"reference": "1"}\n')
+    with pytest.raises(UserError, match=r"bad.jsonl:1: .*'completion'"):
+        read_rows(bad)
+    with pytest.raises(UserError, match="cannot read input file"):
+        read_rows(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.slow
+def test_verify_scores_a_file_in_order(tmp_path):
+    rows = [
+        {"completion": r"so \boxed{\frac{1}{2}}", "reference": "0.5", "id": "a"},
+        {"completion": "#### 18", "reference": "Janet...\n#### 18", "id": "b"},
+        {"completion": r"\boxed{3}", "reference": "4", "id": "c"},
+        {"completion": r"\boxed{9^{9^{9^{9}}}}", "reference": "1", "id": "d"},
+    ]
+    src, dst = write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl"
+    out = rlvr("verify", "math", "--input", str(src), "--output", str(dst), "--workers", "2",
+               "--timeout", "3", "--option", "rel_tol=1e-6")
+    assert out.returncode == 0, out.stderr
+    assert "accuracy 0.5000" in out.stderr and "timeouts 0" in out.stderr
+    scored = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert [r["id"] for r in scored] == ["a", "b", "c", "d"]
+    assert [r["reward"] for r in scored] == [1.0, 1.0, 0.0, 0.0]
+    assert all({"correct", "reason", "seconds", "extracted"} <= set(r) for r in scored)
+
+
+def test_verify_bad_input_is_one_line_error(tmp_path):
+    bad = tmp_path / "in.jsonl"
+    bad.write_text('{"completion": "x", "reference": "1"}\n[1, 2]\n')
+    out = rlvr("verify", "math", "--input", str(bad), "--output", str(tmp_path / "o.jsonl"), "--workers", "0")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"rlvr: error: {bad}:2: expected a JSON object with a 'completion' key (and 'reference')"]
+
+
+def test_verify_unknown_option_is_one_line_error(tmp_path):
+    out = rlvr("verify", "math", "--input", "x", "--output", "y", "--option", "tolerance=3")
+    assert out.returncode == 2
+    assert "no option 'tolerance'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_audit_reports_rates_and_writes_json(tmp_path):
+    data = write_jsonl(tmp_path / "gold.jsonl", [
+        {"answer": "Sam has 3.\n#### 3"},
+        {"problem": "?", "solution": r"It is $\boxed{\frac{1}{2}}$.", "answer": r"\frac{1}{2}"},
+        {"reference": "7", "completion": "the answer is 7"},
+    ])
+    report = tmp_path / "report.json"
+    out = rlvr("verify", "math", "--audit", str(data), "--report", str(report), "--workers", "0")
+    assert out.returncode == 0, out.stderr
+    assert "false-accept rate 0.0000" in out.stdout and "false-reject rate 0.0000" in out.stdout
+    saved = json.loads(report.read_text())
+    assert saved["by_kind"]["gold"]["cases"] == 3 + 2 + 2
+    assert saved["false_accepts"] == 0 and saved["false_rejects"] == 0
+
+
+def test_audit_finds_a_lenient_verifier(tmp_path):
+    """The audit must be able to fail: a format check passes everything, so it false-accepts."""
+    data = write_jsonl(tmp_path / "gold.jsonl", [{"reference": "7"}])
+    report = tmp_path / "r.json"
+    out = rlvr("verify", "format", "--option", "pattern=.", "--audit", str(data), "--report", str(report),
+               "--workers", "0")
+    assert out.returncode == 0, out.stderr
+    saved = json.loads(report.read_text())
+    assert saved["false_accept_rate"] == 1.0 and saved["examples"]["false_accept"]
+
+
+def test_audit_data_names_and_perturbations():
+    assert resolve_data("gsm8k").name == "test.jsonl" and resolve_data("math500").name == "math500_test.jsonl"
+    assert resolve_data("x/y.jsonl") == Path("x/y.jsonl")
+    assert perturbations("18") == ["19", "-18"]
+    assert perturbations(r"\frac{1}{2}") == [r"\frac{1}{3}", r"-(\frac{1}{2})"]
+    assert perturbations("(1,2)") == ["(1,3)"]
+    assert perturbations(r"\text{Evelyn}") == []
+    assert perturbations("0") == ["1"]
+
+
+def test_audit_reader_errors_name_the_line(tmp_path):
+    bad = write_jsonl(tmp_path / "g.jsonl", [{"reference": "1"}, {"question": "?"}])
+    with pytest.raises(ValueError, match=r"g.jsonl:2: expected"):
+        read_gold(bad)
+    cases = build_cases(read_gold(write_jsonl(tmp_path / "ok.jsonl", [{"reference": "5"}])))
+    assert [(c.kind, c.expect) for c in cases] == [
+        ("gold", True), ("perturbed", False), ("perturbed", False), ("hedging", False)]
