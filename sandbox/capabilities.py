@@ -99,15 +99,19 @@ def choose_backend(isolation: Isolation, caps: Capabilities) -> str | None:
     is not met and weaker isolation was not explicitly accepted."""
     if not caps.prlimit:
         raise SandboxUnavailable("prlimit (util-linux) is not installed: no resource limits can be applied")
+    weaker_ok = isolation.allow_weaker or isolation.require == "rlimits"
+    if isolation.backend == "none":
+        if not weaker_ok:
+            raise SandboxUnavailable("Isolation(backend='none') gives rlimits only: it needs require='rlimits' "
+                                     "or allow_weaker=True")
+        return None
     wanted = caps.best_backend if isolation.backend == "auto" else isolation.backend
     if wanted is not None and caps.backends.get(wanted) == "ok":
         if isolation.require_seccomp and not (wanted == "bwrap" and caps.seccomp):
             raise SandboxUnavailable(f"seccomp required but backend {wanted} on this machine cannot install it")
         return wanted
-    if isolation.allow_weaker:
+    if weaker_ok:
         return caps.best_backend
-    if isolation.require == "rlimits":
-        return None
     detail = "; ".join(f"{k}: {v}" for k, v in caps.backends.items())
     raise SandboxUnavailable(
         f"sandbox needs namespace isolation ({isolation.backend}) but none works here ({detail}); "

@@ -52,7 +52,8 @@ class Isolation:
     and uts namespaces, rlimits and a private uid. `allow_weaker=True` runs anyway with the best the
     machine offers (down to rlimits only) and says so in `Result.isolation`: use it only for trusted
     code. `backend` forces one backend ("bwrap" or "unshare"); "auto" takes the strongest available.
-    `seccomp` installs a syscall deny-list when the backend and architecture support it; with
+    backend="none" runs with rlimits only (a fresh host directory, no namespaces): it needs
+    require="rlimits" or allow_weaker. `seccomp` installs a syscall deny-list when the backend and architecture support it; with
     `require_seccomp` its absence refuses the run.
     """
 
@@ -65,5 +66,6 @@ class Isolation:
     def __post_init__(self) -> None:
         if self.require not in ("namespaces", "rlimits"):
             raise ValueError(f"Isolation.require must be 'namespaces' or 'rlimits', got {self.require!r}")
-        if self.backend not in ("auto", *BACKENDS):
-            raise ValueError(f"Isolation.backend must be one of auto, {', '.join(BACKENDS)}; got {self.backend!r}")
+        if self.backend not in ("auto", "none", *BACKENDS):
+            raise ValueError(f"Isolation.backend must be one of auto, none, {', '.join(BACKENDS)}; "
+                             f"got {self.backend!r}")

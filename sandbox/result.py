@@ -58,7 +58,7 @@ def classify(*, exit_code: int | None, killed_for: Status | None, stderr: str, c
     if exit_code == 0:
         return Status.OK
     sig = exit_signal(exit_code)
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_seconds >= cpu_limit - 0.05):
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_seconds >= 0.9 * cpu_limit):
         return Status.TIMEOUT
     if sig == signal.SIGXFSZ or any(m in stderr for m in _OUTPUT_MARKERS):
         return Status.OUTPUT_LIMIT

@@ -57,15 +57,19 @@ def prlimit_argv(limits: Limits, extra_seconds: float, uid: int | None) -> list[
             "--core=0", "--"]
 
 
-def _kill_leftovers(uid: int) -> int:
-    """Belt and braces after the namespace is gone: kill anything still owned by the run's uid."""
-    pids = processes_of(uid)
-    for pid in pids:
+def _kill_leftovers(uid: int) -> list[str]:
+    """Belt and braces after the namespace is gone: kill anything still owned by the run's uid.
+    Returns "pid:name:state" of each, for the record (there should never be any)."""
+    found = []
+    for pid in processes_of(uid):
         try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)
+            found.append(f"{pid}:{fields[0].split('(', 1)[1]}:{fields[1].split()[0]}")
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (FileNotFoundError, ProcessLookupError):
             pass
-    return len(pids)
+    return found
 
 
 def _run_rlimits_only(command: tuple[str, ...], payload: dict[str, bytes], prefix: list[str], uid: int | None,
@@ -80,7 +84,7 @@ def _run_rlimits_only(command: tuple[str, ...], payload: dict[str, bytes], prefi
             for path in [workdir, *(os.path.join(workdir, n) for n in payload)]:
                 os.chown(path, uid, uid)
         env_cmd = ["/usr/bin/env", "-i", *(f"{k}={workdir if v == '/box' else v}" for k, v in SANDBOX_ENV.items())]
-        argv = prefix + ["/bin/sh", "-c", 'cd "$0" && shift && exec "$@"', workdir, *env_cmd, *command]
+        argv = prefix + ["/bin/sh", "-c", 'cd "$0" && exec "$@"', workdir, *env_cmd, *command]
         return supervise(argv, uid=uid, stdin=stdin, pass_fds=(), wall_seconds=wall,
                          output_bytes=limits.output_bytes)
     finally:
@@ -125,7 +129,7 @@ def run(program: FileContent, language: str = "python", stdin: FileContent | Non
                 module = bwrap if backend == "bwrap" else unshare
                 outcome = supervise(prefix + module.argv(launch), uid=uid, stdin=_as_bytes(stdin or b""),
                                     pass_fds=tuple(fds), wall_seconds=wall, output_bytes=limits.output_bytes)
-            leftovers = _kill_leftovers(uid) if uid is not None else 0
+            leftovers = _kill_leftovers(uid) if uid is not None else []
     finally:
         for fd in fds:
             os.close(fd)
@@ -141,5 +145,5 @@ def run(program: FileContent, language: str = "python", stdin: FileContent | Non
         peak_memory_bytes=outcome.peak_memory_bytes, signal=exit_signal(outcome.exit_code),
         stdout_truncated=outcome.stdout_truncated, stderr_truncated=outcome.stderr_truncated,
         isolation={"backend": backend or "rlimits", "seccomp": use_seccomp, "private_uid": uid is not None,
-                   "leftover_processes_killed": leftovers},
+                   "leftover_processes_killed": leftovers, "uid": uid},
     )

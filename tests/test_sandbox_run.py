@@ -1,0 +1,142 @@
+"""The sandbox doing ordinary work: languages, stdin, files, limits, pool hygiene, refusals."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+
+import pytest
+
+import sandbox
+from sandbox import Isolation, Job, Limits, Pool, SandboxUnavailable, Status, run_many
+from sandbox.capabilities import Capabilities, choose_backend
+from sandbox.seccomp import DENIED_SYSCALLS, deny_filter
+from sandbox.uids import processes_of
+
+CAPS = sandbox.capabilities()
+needs_backend = pytest.mark.skipif(CAPS.best_backend is None, reason="no namespace backend on this machine")
+QUICK = Limits(wall_seconds=5.0)
+
+
+@needs_backend
+def test_python_echo_with_stdin_and_files():
+    r = sandbox.run("import sys, helper\nprint(helper.shout(sys.stdin.read()))", stdin="hello",
+                    files={"helper.py": "def shout(s):\n    return s.upper() + '!'\n"}, limits=QUICK)
+    assert r.status is Status.OK and r.stdout == "HELLO!\n" and r.exit_code == 0
+    assert r.isolation["backend"] == CAPS.best_backend and r.isolation["private_uid"]
+
+
+@needs_backend
+def test_large_stdin_unread_by_program_does_not_block():
+    r = sandbox.run("print('done')", stdin="x" * (4 << 20), limits=QUICK)
+    assert r.status is Status.OK and r.stdout == "done\n"
+
+
+@needs_backend
+def test_runtime_error_carries_exit_code_and_stderr():
+    r = sandbox.run("import sys\nprint('partial')\nsys.exit(3)", limits=QUICK)
+    assert r.status is Status.RUNTIME_ERROR and r.exit_code == 3 and r.stdout == "partial\n"
+    r = sandbox.run("1/0", limits=QUICK)
+    assert r.status is Status.RUNTIME_ERROR and "ZeroDivisionError" in r.stderr
+
+
+@needs_backend
+def test_sees_only_the_system_interpreter_and_stdlib():
+    r = sandbox.run("import sys, os\nprint(sys.executable)\nprint(os.environ.get('VIRTUAL_ENV'))\n"
+                    "import importlib.util as u\nprint(u.find_spec('yaml'), u.find_spec('torch'))", limits=QUICK)
+    assert r.status is Status.OK
+    assert r.stdout.splitlines() == [CAPS.interpreter, "None", "None None"]
+
+
+@needs_backend
+@pytest.mark.skipif(not CAPS.compilers.get("gcc"), reason="gcc not installed")
+def test_c_program_compiles_and_runs_inside():
+    src = '#include <stdio.h>\nint main(){int a,b; scanf("%d %d",&a,&b); printf("%d\\n", a+b); return 0;}\n'
+    r = sandbox.run(src, language="c", stdin="2 40", limits=QUICK)
+    assert r.status is Status.OK and r.stdout == "42\n"
+    broken = sandbox.run("int main( { return 0; }", language="c", limits=QUICK)
+    assert broken.status is Status.RUNTIME_ERROR and "error" in broken.stderr
+
+
+@needs_backend
+@pytest.mark.skipif(not CAPS.compilers.get("g++"), reason="g++ not installed")
+def test_cpp_program_and_its_crash():
+    src = "#include <iostream>\n#include <vector>\nint main(){std::vector<int> v(3,7); std::cout<<v[0]+v[2]<<'\\n';}"
+    assert sandbox.run(src, language="cpp", limits=QUICK).stdout == "14\n"
+    crash = "int main(){ volatile int *p = nullptr; return *p; }"
+    r = sandbox.run(crash, language="cpp", limits=QUICK)
+    assert r.status is Status.RUNTIME_ERROR and r.signal == 11
+
+
+@needs_backend
+def test_cpu_limit_is_a_timeout_even_before_the_wall_deadline():
+    r = sandbox.run("while True: pass", limits=Limits(wall_seconds=10.0, cpu_seconds=1.0))
+    assert r.status is Status.TIMEOUT and r.wall_seconds < 5.0 and r.cpu_seconds >= 0.9
+
+
+def _children_of_this_process() -> list[str]:
+    kids = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            kids += f.read().split()
+    return kids
+
+
+@needs_backend
+def test_pool_runs_many_and_leaves_nothing_behind():
+    tmp_before = set(os.listdir(tempfile.gettempdir()))
+    jobs = [Job(f"print({i} * {i})", limits=QUICK) for i in range(6)]
+    jobs += [Job("import os, time\nos.fork(); os.fork(); time.sleep(60)", limits=Limits(wall_seconds=1.0))] * 2
+    jobs += [Job("x = 'y' * 10**9", limits=Limits(wall_seconds=5.0, memory_bytes=64 << 20))]
+    results = run_many(jobs, workers=4)
+    assert [r.stdout for r in results[:6]] == [f"{i * i}\n" for i in range(6)]
+    assert [r.status for r in results[6:]] == [Status.TIMEOUT, Status.TIMEOUT, Status.MEMORY_LIMIT]
+    assert all(r.isolation["leftover_processes_killed"] == [] for r in results)
+    assert all(processes_of(r.isolation["uid"]) == [] for r in results)
+    assert len({r.isolation["uid"] for r in results}) == len(results)  # a private uid per run
+    assert _children_of_this_process() == []  # no zombie, no orphan of ours
+    assert set(os.listdir(tempfile.gettempdir())) - tmp_before == set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("sandbox")]
+
+
+def test_rlimits_only_mode_runs_in_a_removed_host_directory():
+    tmp_before = set(os.listdir(tempfile.gettempdir()))
+    r = sandbox.run("import os\nprint(os.getcwd())\nopen('out.txt', 'w').write('x')", limits=QUICK,
+                    isolation=Isolation(backend="none", require="rlimits"))
+    assert r.status is Status.OK and r.isolation["backend"] == "rlimits"
+    assert not os.path.exists(r.stdout.strip())
+    assert set(os.listdir(tempfile.gettempdir())) - tmp_before == set()
+
+
+def test_weaker_isolation_is_refused_unless_accepted():
+    with pytest.raises(SandboxUnavailable, match="allow_weaker"):
+        sandbox.run("print(1)", isolation=Isolation(backend="none"))
+    nothing = Capabilities(backends={"bwrap": "not installed", "unshare": "fails: EPERM"}, private_uid=True,
+                           prlimit=True, seccomp=True, interpreter="/usr/bin/python3", interpreter_version="3")
+    with pytest.raises(SandboxUnavailable, match="install bubblewrap"):
+        choose_backend(Isolation(), nothing)
+    assert choose_backend(Isolation(allow_weaker=True), nothing) is None
+    only_unshare = Capabilities(backends={"bwrap": "not installed", "unshare": "ok"}, private_uid=True,
+                                prlimit=True, seccomp=True, interpreter="/usr/bin/python3", interpreter_version="3")
+    assert choose_backend(Isolation(), only_unshare) == "unshare"
+    with pytest.raises(SandboxUnavailable, match="seccomp"):
+        choose_backend(Isolation(require_seccomp=True), only_unshare)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="plain file name"):
+        sandbox.run("print(1)", files={"../escape.py": "x"})
+    with pytest.raises(ValueError, match="unknown sandbox language 'cobol'"):
+        sandbox.run("print(1)", language="cobol")
+    with pytest.raises(ValueError, match="wall_seconds must be positive"):
+        Limits(wall_seconds=0)
+
+
+def test_seccomp_numbers_match_the_kernel_header():
+    header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
+    if not os.path.exists(header):
+        pytest.skip("no x86_64 kernel header installed")
+    numbers = dict(re.findall(r"#define __NR_(\w+) (\d+)", open(header).read()))
+    assert {name: int(numbers[name]) for name in DENIED_SYSCALLS} == DENIED_SYSCALLS
+    assert len(deny_filter()) == 8 * (len(DENIED_SYSCALLS) + 8)  # 8-byte records: 6 head + list + 2 returns
