@@ -30,7 +30,11 @@ from verifiers.code_extract import LANGUAGE_TAGS, MODES, extract_program
 from verifiers.code_harness import test_names
 from verifiers.code_plan import HARNESS_SOURCE, Plan, harness_result, plan
 
-GUARD_MARGIN_SECONDS = 1.0  # the guard reports this long before the sandbox's own deadline
+# The guard stops the tests this long before the sandbox's own deadline, to report in time.
+GUARD_MARGIN_SECONDS = 1.0
+
+
+TIMED_OUT = "timeout before this test ended"
 
 
 @dataclass
@@ -114,13 +118,15 @@ class CodeVerifier(Verifier):
     # ---------------------------------------------------------------- scoring
 
     def _score(self, p: Plan, results: list[sandbox.Result]) -> Score:
+        status = next((r.status.value for r in results if r.status is not sandbox.Status.OK), "ok")
         if p.kind == "stdio":
             tests, confirmed = self._stdio_tests(p, results), True
         else:
             tests, confirmed = self._harness_tests(p, results[0])
-        status = next((r.status.value for r in results if r.status is not sandbox.Status.OK), "ok")
+            if any(t.get("error") == TIMED_OUT for t in tests):
+                status = sandbox.Status.TIMEOUT.value
         passed_count = sum(t["passed"] for t in tests)
-        all_passed = bool(tests) and passed_count == len(tests)
+        all_passed = confirmed and bool(tests) and passed_count == len(tests)
         reward = float(all_passed) if self.reward == "all" else passed_count / max(len(tests), 1)
         reason = f"{passed_count}/{len(tests)} tests passed"
         if status != "ok":
@@ -144,8 +150,10 @@ class CodeVerifier(Verifier):
         return tests
 
     def _harness_tests(self, p: Plan, r: sandbox.Result) -> tuple[list[dict], bool]:
-        """Per-test outcomes from the guard's line, and whether the guard confirmed the child reached the
-        end of the tests. Without that line every test fails; in an unconfirmed run, every test fails."""
+        """Per-test outcomes from the guard's nonce-tagged line, and whether the guard confirmed that the
+        child reached the end of the tests. Without that line every test fails. In an unconfirmed run
+        (the program exited, crashed or hung midway) the tests reported before the end keep their
+        outcome, the rest fail, and the sample is never `passed`."""
         names = test_names(p.spec)
         result = harness_result(r.stdout, p.nonce)
         if result is None:
@@ -157,13 +165,9 @@ class CodeVerifier(Verifier):
         for i, name in enumerate(names):
             t = reported.get(i)
             if t is None:
-                why = "timeout before this test" if result.get("timed_out") else "not run"
+                why = TIMED_OUT if result.get("timed_out") else "not run: the run ended first"
                 tests.append({"name": name, "passed": False, "error": why})
             else:
-                tests.append({"name": name, "passed": bool(t.get("passed")) and complete,
+                tests.append({"name": name, "passed": bool(t.get("passed")),
                               **({"error": str(t["error"])[:300]} if t.get("error") else {})})
-        if not complete:
-            for t in tests:
-                if "error" not in t:
-                    t["error"] = "unconfirmed: the run ended before the harness finished the tests"
         return tests, complete

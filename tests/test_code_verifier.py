@@ -1,0 +1,251 @@
+"""The code verifier on real data rows (MBPP, HumanEval, CodeContests) and its reward rules, run for real
+in the sandbox."""
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+
+import pytest
+
+import sandbox
+import verifiers
+from verifiers.base import Sample, VerifierError
+from verifiers.code import CodeVerifier
+from verifiers.code_compare import same_output
+from verifiers.code_extract import extract_program
+
+DATA = "/work/shared/data"
+pytestmark = pytest.mark.skipif(sandbox.capabilities().best_backend is None, reason="no sandbox backend")
+
+
+def fenced(code: str, lang: str = "python") -> str:
+    return f"Here is my solution.\n```{lang}\n{code}\n```\nDone."
+
+
+def mbpp_rows() -> dict[int, dict]:
+    with open(f"{DATA}/mbpp/mbpp.jsonl") as f:
+        return {r["task_id"]: r for r in map(json.loads, f)}
+
+
+def humaneval_rows() -> list[dict]:
+    with gzip.open(f"{DATA}/humaneval/HumanEval.jsonl.gz", "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+def humaneval_sample(row: dict, completion: str) -> Sample:
+    return Sample(completion=completion,
+                  fields={k: row[k] for k in ("prompt", "test", "entry_point")})
+
+
+def contest_row(name_prefix: str) -> dict:
+    with open(f"{DATA}/code_contests/code_eval_code_contests.jsonl") as f:
+        return next(r for r in map(json.loads, f) if json.loads(r["labels"])["name"].startswith(name_prefix))
+
+
+# ------------------------------------------------------------------ MBPP
+
+
+def test_mbpp_reference_solutions_pass_and_wrong_ones_fail():
+    rows = mbpp_rows()
+    chosen = [rows[i] for i in (2, 3, 11)]
+    samples = [Sample(completion=fenced(r["code"]), fields={"tests": r["test_list"], "setup": r["test_setup_code"]})
+               for r in chosen]
+    samples += [Sample(completion=fenced(rows[3]["code"]), fields={"tests": r["test_list"]}) for r in chosen[:1]]
+    scores = CodeVerifier().verify_batch(samples)
+    assert [s.correct for s in scores] == [True, True, True, False]
+    assert scores[0].reward == 1.0 and scores[3].reward == 0.0
+    assert scores[0].details["passed"] and scores[0].details["status"] == "ok"
+    assert [t["passed"] for t in scores[0].details["tests"]] == [True, True, True]
+
+
+def test_sanitized_mbpp_test_imports_run_before_the_asserts():
+    with open(f"{DATA}/mbpp/sanitized-mbpp.json") as f:
+        row = next(r for r in json.load(f) if r["test_imports"])
+    sample = Sample(completion=fenced(row["code"]), fields={"test_list": row["test_list"],
+                                                            "test_imports": row["test_imports"]})
+    assert CodeVerifier().verify(sample).correct
+
+
+def test_share_versus_all_or_nothing():
+    half_right = fenced("def sq(x):\n    return x * x if x < 3 else 0")
+    sample = Sample(completion=half_right, fields={"tests": ["assert sq(1) == 1", "assert sq(2) == 4",
+                                                             "assert sq(3) == 9", "assert sq(4) == 16"]})
+    share = CodeVerifier(reward="share").verify(sample)
+    strict = CodeVerifier(reward="all").verify(sample)
+    assert share.reward == 0.5 and share.correct is False and share.details["tests_passed"] == 2
+    assert strict.reward == 0.0 and strict.correct is False
+    assert [t["passed"] for t in share.details["tests"]] == [True, True, False, False]
+
+
+# ------------------------------------------------------------------ HumanEval
+
+
+def test_humaneval_canonical_body_and_full_fenced_function():
+    row = humaneval_rows()[0]
+    v = CodeVerifier()
+    body = v.verify(humaneval_sample(row, row["canonical_solution"]))
+    full = v.verify(humaneval_sample(row, fenced(row["prompt"] + row["canonical_solution"])))
+    broken = v.verify(humaneval_sample(row, fenced("def has_close_elements(numbers, threshold):\n    return True")))
+    assert body.correct and full.correct and not broken.correct
+    assert body.details["tests"] == [{"name": "check", "passed": True}]
+
+
+@pytest.mark.slow
+def test_all_humaneval_canonical_solutions_pass_and_broken_variants_fail():
+    rows = humaneval_rows()
+    n = len(rows)
+    v = CodeVerifier(extract="raw")
+    canonical = v.verify_batch([humaneval_sample(r, r["canonical_solution"]) for r in rows])
+    assert [r["task_id"] for r, s in zip(rows, canonical) if not s.correct] == []
+    returns_none = v.verify_batch([humaneval_sample(r, "    return None\n") for r in rows])
+    assert [r["task_id"] for r, s in zip(rows, returns_none) if s.correct] == []
+    # Each task gets the next task's solution, bound to the expected name.
+    def other(i: int) -> str:
+        o = rows[(i + 1) % n]
+        return fenced(o["prompt"] + o["canonical_solution"] + f"\n{rows[i]['entry_point']} = {o['entry_point']}\n")
+    swapped = CodeVerifier().verify_batch([humaneval_sample(r, other(i)) for i, r in enumerate(rows)])
+    assert [r["task_id"] for r, s in zip(rows, swapped) if s.correct] == []
+    assert len(canonical) == len(returns_none) == len(swapped) == 164
+
+
+# ------------------------------------------------------------------ stdin/stdout
+
+
+CORRECT_SOLUTION_12B = """
+n = input().strip(); m = input().strip()
+d = sorted(n)
+if len(d) > 1 and d[0] == '0':
+    i = next(i for i, c in enumerate(d) if c != '0')
+    d[0], d[i] = d[i], d[0]
+print('OK' if ''.join(d) == m else 'WRONG_ANSWER')
+"""
+
+
+def test_codecontests_row_stdin_stdout():
+    row = contest_row("12_B")
+    fields = {"test": row["test"]}
+    v = CodeVerifier(max_cases=12, reward="all")
+    right = v.verify(Sample(completion=fenced(CORRECT_SOLUTION_12B), fields=fields))
+    wrong = v.verify(Sample(completion=fenced("input(); input()\nprint('OK')"), fields=fields))
+    assert right.correct and right.reward == 1.0 and right.details["tests_total"] == 12
+    assert not wrong.correct and wrong.reward == 0.0
+    assert any(t.get("error") == "wrong output" for t in wrong.details["tests"])
+
+
+def test_cases_are_whitespace_insensitive_with_optional_float_tolerance():
+    cases = [{"stdin": "1 2\n", "stdout": "0.3333333\n"}, {"stdin": "2 2\n", "stdout": "0.5"}]
+    program = fenced("a, b = map(int, input().split())\nprint(' ', round(a / (a + b), 4), '  ')")
+    assert CodeVerifier().verify(Sample(completion=program, fields={"cases": cases})).reward == 0.5
+    tolerant = CodeVerifier(float_tolerance=1e-3).verify(Sample(completion=program, fields={"cases": cases}))
+    assert tolerant.correct
+    assert same_output("1  2\n3\n", "1 2 3") and not same_output("1 2", "1 2 3")
+    assert not same_output("nan", "nan ", float_tolerance=1.0) or same_output("nan", "nan")
+
+
+@pytest.mark.skipif(not sandbox.capabilities().compilers.get("g++"), reason="g++ not installed")
+def test_cpp_solution_from_its_fence_tag():
+    row = contest_row("1342_C")
+    cpp = """#include <bits/stdc++.h>
+using namespace std;
+int main(){int t; scanf("%d",&t); while(t--){long long a,b; int q; scanf("%lld %lld %d",&a,&b,&q);
+ long long L=a*b; vector<long long> p(L+1,0);
+ for(long long i=0;i<L;i++) p[i+1]=p[i]+(((i%a)%b)!=((i%b)%a));
+ auto f=[&](long long x){return (x/L)*p[L]+p[x%L+1];};
+ while(q--){long long l,r; scanf("%lld %lld",&l,&r); printf("%lld ", f(r)-f(l-1));} printf("\\n");}}"""
+    score = CodeVerifier(language="auto", max_cases=6, timeout=20).verify(
+        Sample(completion=fenced(cpp, "cpp"), fields={"test": row["test"]}))
+    assert score.correct, score.details
+
+
+# ------------------------------------------------------------------ gaming attempts earn nothing
+
+
+ADD_TESTS = {"tests": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]}
+CHEATS = {
+    "sys.exit before tests": "import sys\nsys.exit(0)\ndef add(a, b): return a + b",
+    "os._exit before tests": "import os\nos._exit(0)",
+    "os._exit inside the function": "import os\ndef add(a, b): os._exit(0)",
+    "raise SystemExit inside the function": "def add(a, b): raise SystemExit(0)",
+    "atexit prints a fake result": (
+        "import atexit, os\natexit.register(lambda: print('RLVR-HARNESS-RESULT ' + '0' * 32 + "
+        "' {\"tests\": [], \"complete\": true}'))\nos._exit(0)"),
+    "fake result line printed then exit": (
+        "import json, os\nprint('RLVR-HARNESS-RESULT', 'a' * 32, json.dumps({'tests': [{'test': 0, 'passed': True}, "
+        "{'test': 1, 'passed': True}], 'complete': True}))\nos._exit(0)"),
+    "AlwaysEqual result": "class A:\n    def __eq__(self, o): return True\n    __hash__ = None\ndef add(a, b): return A()",
+    "lying int subclass": (
+        "class I(int):\n    __module__ = 'builtins'\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n"
+        "def add(a, b): return I(0)"),
+    "kills the harness guard": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos._exit(0)",
+    "reads the nonce and spec": (
+        "import os, sys\nleak = []\nfor p in ('spec.json', 'harness.py', '/proc/1/mem', '/proc/1/environ'):\n"
+        "    try: leak.append(open(p, 'rb').read(64))\n    except OSError as e: pass\n"
+        "try: leak.append(os.read(0, 64))\nexcept OSError: pass\n"
+        "f = sys._getframe()\nwhile f:\n"
+        "    for v in f.f_locals.values():\n"
+        "        if isinstance(v, (bytes, bytearray)) and len(v) == 32: leak.append(bytes(v))\n"
+        "    f = f.f_back\n"
+        "for x in leak: print('RLVR-HARNESS-RESULT', x.decode(errors='replace'), '{\"tests\": [], \"complete\": true}')\n"
+        "os._exit(0)"),
+}
+
+
+@pytest.mark.parametrize("reward", ["share", "all"])
+def test_exit_and_marker_tricks_earn_nothing(reward):
+    names = list(CHEATS)
+    scores = CodeVerifier(reward=reward).verify_batch(
+        [Sample(completion=fenced(CHEATS[n]), fields=ADD_TESTS) for n in names])
+    earned = {n: s.reward for n, s in zip(names, scores) if s.reward or s.correct}
+    assert earned == {}
+    assert all(s.details["passed"] is False for s in scores)
+
+
+def test_hanging_test_is_a_timeout_that_keeps_earlier_results():
+    program = fenced("def add(a, b):\n    while a == 5: pass\n    return a + b")
+    fields = {"tests": ["assert add(1, 2) == 3", "assert add(5, 0) == 5", "assert add(2, 2) == 4"], "timeout": 5}
+    score = CodeVerifier().verify(Sample(completion=program, fields=fields))
+    assert score.correct is False and score.details["passed"] is False and score.details["status"] == "timeout"
+    assert [t["passed"] for t in score.details["tests"]] == [True, False, False]
+    assert score.reward == pytest.approx(1 / 3)
+
+
+def test_memory_field_limits_the_run():
+    program = fenced("def add(a, b):\n    x = bytearray(300 << 20)\n    return a + b")
+    small = CodeVerifier().verify(Sample(completion=program, fields={**ADD_TESTS, "memory_mb": 128}))
+    large = CodeVerifier().verify(Sample(completion=program, fields={**ADD_TESTS, "memory_mb": 1024}))
+    assert small.reward == 0.0 and "MemoryError" in small.details["tests"][0]["error"]
+    assert large.correct
+
+
+# ------------------------------------------------------------------ plumbing
+
+
+def test_extraction_modes():
+    text = "```python\nprint(1)\n```\nthen\n```cpp\nint main(){}\n```"
+    assert extract_program(text) == ("int main(){}\n", "cpp")
+    assert extract_program(text, "first_block") == ("print(1)\n", "python")
+    assert extract_program("no fences", raw_fallback=False) == ("", "")
+    assert extract_program("```python\nprint(2)\n")[0] == "print(2)\n"  # unclosed final block
+    no_program = CodeVerifier().verify(Sample(completion="I don't know.", fields=ADD_TESTS))
+    assert no_program.reward == 0.0  # the prose itself ran as Python and failed to define add
+
+
+def test_bad_input_is_named():
+    with pytest.raises(VerifierError, match="'tests' must be a list of strings"):
+        CodeVerifier().verify(Sample(completion="x = 1", fields={"tests": "assert True"}))
+    with pytest.raises(VerifierError, match="need tests"):
+        CodeVerifier().verify(Sample(completion="x = 1", fields={"other": 1}))
+    with pytest.raises(VerifierError, match="cases\\[0\\] needs string 'stdin' and 'stdout'"):
+        CodeVerifier().verify(Sample(completion="x = 1", fields={"cases": [{"stdin": "1"}]}))
+    with pytest.raises(VerifierError, match="option reward"):
+        CodeVerifier(reward="most")
+
+
+def test_registered_and_picklable():
+    if "code" not in verifiers.available():
+        pytest.skip("package entry points not installed")
+    v = verifiers.load("code", reward="all")
+    clone = pickle.loads(pickle.dumps(v))
+    assert isinstance(clone, CodeVerifier) and clone.reward == "all"
+    assert clone.verify(Sample(completion=fenced("def add(a, b): return a + b"), fields=ADD_TESTS)).correct
