@@ -10,7 +10,7 @@ from sandbox.capabilities import Capabilities, SandboxUnavailable, capabilities
 from sandbox.limits import Isolation, Limits
 from sandbox.pool import Job, Pool, run_many
 from sandbox.result import Result, Status
-from sandbox.runner import run
+from sandbox.runner import Build, build, run
 
-__all__ = ["Capabilities", "Isolation", "Job", "Limits", "Pool", "Result", "SandboxUnavailable", "Status",
-           "capabilities", "run", "run_many"]
+__all__ = ["Build", "Capabilities", "Isolation", "Job", "Limits", "Pool", "Result", "SandboxUnavailable", "Status",
+           "build", "capabilities", "run", "run_many"]

@@ -20,6 +20,8 @@ class Language:
     source_name: str
     command: tuple[str, ...]
     compiled: bool = False
+    build_command: tuple[str, ...] | None = None  # compiles only, writing the executable to stdout
+    executable: bool = False  # the source file itself is run (a prebuilt binary)
 
 
 def python_interpreter() -> str:
@@ -38,17 +40,26 @@ def _compile_then_run(compiler: str, source: str, flags: str) -> tuple[str, ...]
     return ("/bin/sh", "-c", f"{compiler} {flags} -o prog {source} -lm && exec ./prog")
 
 
+def _compile_to_stdout(compiler: str, source: str, flags: str) -> tuple[str, ...]:
+    return ("/bin/sh", "-c", f"{compiler} {flags} -o prog {source} -lm >&2 && exec cat prog")
+
+
 def get(name: str) -> Language:
     """The Language called `name` (python, c, cpp)."""
     if name == "python":
         # -B: no .pyc writes; -E -s: ignore environment and user site.
         return Language("python", "main.py", (python_interpreter(), "-B", "-E", "-s", "main.py"))
     if name == "c":
-        return Language("c", "main.c", _compile_then_run("gcc", "main.c", "-O2 -std=gnu17 -pipe"), compiled=True)
+        flags = "-O2 -std=gnu17 -pipe"
+        return Language("c", "main.c", _compile_then_run("gcc", "main.c", flags), compiled=True,
+                        build_command=_compile_to_stdout("gcc", "main.c", flags))
     if name in ("cpp", "c++"):
-        return Language("cpp", "main.cpp", _compile_then_run("g++", "main.cpp", "-O2 -std=gnu++17 -pipe"),
-                        compiled=True)
-    raise ValueError(f"unknown sandbox language {name!r}: expected python, c or cpp")
+        flags = "-O2 -std=gnu++17 -pipe"
+        return Language("cpp", "main.cpp", _compile_then_run("g++", "main.cpp", flags), compiled=True,
+                        build_command=_compile_to_stdout("g++", "main.cpp", flags))
+    if name == "binary":  # an executable made by sandbox.build
+        return Language("binary", "prog", ("./prog",), executable=True)
+    raise ValueError(f"unknown sandbox language {name!r}: expected python, c, cpp or binary")
 
 
 def available(name: str) -> bool:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sandbox.limits import Isolation, Limits
 from sandbox.result import Result
-from sandbox.runner import FileContent, run
+from sandbox.runner import Build, FileContent, build, run
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,12 @@ class Pool:
         """Results in job order."""
         return self._executor.map(_run_job, jobs)
 
-    def submit(self, job: Job):
+    def submit(self, job: Job) -> Future:
         return self._executor.submit(_run_job, job)
+
+    def build(self, program: FileContent, language: str, limits: Limits, isolation: Isolation) -> "Future[Build]":
+        """Compile in the background; see sandbox.build."""
+        return self._executor.submit(build, program, language, limits, isolation)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -140,3 +140,14 @@ def test_seccomp_numbers_match_the_kernel_header():
     numbers = dict(re.findall(r"#define __NR_(\w+) (\d+)", open(header).read()))
     assert {name: int(numbers[name]) for name in DENIED_SYSCALLS} == DENIED_SYSCALLS
     assert len(deny_filter()) == 8 * (len(DENIED_SYSCALLS) + 8)  # 8-byte records: 6 head + list + 2 returns
+
+
+@needs_backend
+@pytest.mark.skipif(not CAPS.compilers.get("gcc"), reason="gcc not installed")
+def test_build_once_then_run_the_binary_on_many_inputs():
+    built = sandbox.build('#include <stdio.h>\nint main(){int a; scanf("%d",&a); printf("%d\\n", 2*a);}', "c")
+    assert built.result.status is Status.OK and built.binary.startswith(b"\x7fELF")
+    runs = run_many([Job(built.binary, "binary", stdin=str(i), limits=QUICK) for i in range(3)], workers=2)
+    assert [r.stdout for r in runs] == ["0\n", "2\n", "4\n"]
+    broken = sandbox.build("int main( {", "c")
+    assert broken.binary is None and "error" in broken.result.stderr

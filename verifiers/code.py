@@ -21,7 +21,7 @@ Options:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sandbox
 from verifiers.base import Sample, Score, Verifier, VerifierError
@@ -35,6 +35,7 @@ GUARD_MARGIN_SECONDS = 1.0
 
 
 TIMED_OUT = "timeout before this test ended"
+COMPILED = ("c", "cpp")
 
 
 @dataclass
@@ -80,10 +81,26 @@ class CodeVerifier(Verifier):
 
     def verify_batch(self, samples: list[Sample]) -> list[Score]:
         prepared = [self._prepare(s) for s in samples]
-        jobs = [job for p in prepared for job in p.jobs]
         with sandbox.Pool(self.workers or None) as pool:
-            results = iter(list(pool.map(jobs)))
+            self._build_compiled(prepared, pool)
+            results = iter(list(pool.map([job for p in prepared for job in p.jobs])))
         return [p.failure or self._score(p.plan, [next(results) for _ in p.jobs]) for p in prepared]
+
+    def _build_compiled(self, prepared: list[_Prepared], pool: sandbox.Pool) -> None:
+        """Compile each C/C++ program once, then run its cases against the binary (not a compile per case)."""
+        pending = [(p, pool.build(p.plan.program, p.plan.language, p.jobs[0].limits, p.jobs[0].isolation))
+                   for p in prepared if p.failure is None and p.jobs and p.jobs[0].language in COMPILED]
+        for p, future in pending:
+            built = future.result()
+            if built.binary is None:
+                error = built.result.stderr.strip().splitlines()
+                why = f"compile error: {error[0][:300] if error else built.result.status.value}"
+                tests = [{"name": f"case_{i}", "passed": False, "status": built.result.status.value, "error": why}
+                         for i in range(len(p.jobs))]
+                p.failure = _fail(f"0/{len(tests)} tests passed (compile error)", built.result.status.value, tests)
+                p.jobs = []
+            else:
+                p.jobs = [replace(job, program=built.binary, language="binary") for job in p.jobs]
 
     # ---------------------------------------------------------------- preparing runs
 

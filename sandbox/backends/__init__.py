@@ -14,6 +14,7 @@ class Launch:
     disk_bytes: int
     seccomp_fd: int | None
     extra_ro_binds: tuple[str, ...] = ()  # host directories the interpreter needs besides /usr
+    executables: frozenset[str] = frozenset()  # names among files to make executable
 
 
 # The environment every sandboxed program starts with. MALLOC_ARENA_MAX keeps glibc from reserving

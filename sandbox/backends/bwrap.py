@@ -44,7 +44,7 @@ def argv(launch: Launch) -> list[str]:
              "--size", str(1 << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
              "--size", str(launch.disk_bytes), "--tmpfs", WORKDIR, "--symlink", WORKDIR, "/tmp"]
     for name, fd in launch.files:
-        args += ["--file", str(fd), f"{WORKDIR}/{name}"]
+        args += ["--perms", "0755" if name in launch.executables else "0644", "--file", str(fd), f"{WORKDIR}/{name}"]
     args += ["--chdir", WORKDIR, "--clearenv"]
     for key, value in SANDBOX_ENV.items():
         args += ["--setenv", key, value]

@@ -41,6 +41,8 @@ def setup_script(launch: Launch) -> str:
     ]
     for name, fd in launch.files:
         lines.append(f"cat /proc/self/fd/{fd} > {shlex.quote(name)} || fail")
+        if name in launch.executables:
+            lines.append(f"chmod 755 {shlex.quote(name)} || fail")
     env = " ".join(f"{k}={shlex.quote(v if v != WORKDIR else '/tmp')}" for k, v in SANDBOX_ENV.items())
     # setsid: the program must not share the outer unshare's process group (kill(0) would reach it).
     lines.append(f"exec env -i {env} setsid setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- "
