@@ -34,6 +34,7 @@ ACCEPT = [
     (r"90^\circ", "90", "degrees"),
     (r"5.4 \text{ cents}", "5.4", "units in text"),
     ("12 inches", "12", "bare units"),
+    ("864", r"864 \mbox{ inches}^2", "squared unit"),
     ("58,500", "58500", "thousands separator"),
     (r"11,\! 111,\! 111,\! 100", "11111111100", "MATH thousands separator"),
     ("42.", "42", "trailing punctuation"),
@@ -186,3 +187,34 @@ def test_numbers_close_is_relative():
 def test_equivalent_open_interval_equals_pair():
     assert equivalent(sympy.Interval.open(1, 2), sympy.Tuple(1, 2))
     assert not equivalent(sympy.Interval(1, 2), sympy.Tuple(1, 2))
+
+
+def test_plain_algebra_path_is_exact_and_guarded(math):
+    assert judge(math, "2^100", "1267650600228229401496703205376").correct
+    assert not judge(math, "2^100+1", "1267650600228229401496703205376").correct
+    assert judge(math, "x(x+1)", "x^2+x").correct
+    assert not judge(math, "1/0", "1").correct
+    with pytest.raises(ParseFailure, match="digits"):
+        parse("9^9^9^9")
+
+
+@pytest.mark.parametrize(
+    "answer, reference, ok",
+    [
+        (r"\frac\pi 2", r"\frac{\pi}{2}", True),
+        (r"\frac{2}{3} \approx 0.67", r"\frac{2}{3}", True),
+        (r"\frac{2}{3} \approx 0.67", r"0.67", False),
+        ("x = 2 + 3 = 5", "5", True),
+        ("0.56 = 57", "0.56 = 56", False),
+        ("0.56 = 56", "56", True),
+        ("-37_9", "-37_8", False),
+        ("-37_8", "-37_{8}", True),
+    ],
+)
+def test_chains_approximations_and_signed_bases(math, answer, reference, ok):
+    assert judge(math, answer, reference).correct is ok
+
+
+def test_relation_between_numbers_is_not_an_answer():
+    with pytest.raises(ParseFailure, match="not an answer"):
+        parse(r"2 \le 3")

@@ -34,6 +34,8 @@ from verifiers.math_normalize import (
         (unify_commands, r"x \leq 3", r"x \le 3"),
         (strip_text, r"5.4 \text{ cents}", "5.4  "),
         (strip_text, r"\text{Evelyn}", "Evelyn"),
+        (strip_text, r"864 \mbox{ inches}^2", "864  "),
+        (strip_text, r"15\text{ cm}^{3}", "15 "),
         (strip_text, r"x=1 \text{ or } x=2", "x=1 , x=2"),
         (strip_text, r"\mbox{(C)}", "(C)"),
         (strip_degrees, r"90^\circ", "90"),

@@ -4,12 +4,15 @@ For every problem of a data set the audit builds
   - gold completions (must accept): the row's own worked solution, `\\boxed{answer}`, and for GSM8K
     `#### answer`;
   - perturbed answers (must reject): the last number + 1, a fraction with denominator + 1, a sign flip;
+  - rewritten answers (must accept): the gold answer in another equivalent notation (a/b for
+    \\frac{a}{b}, a terminating decimal, \\dfrac, `x = answer`, a reordered list, \\left( \\right));
   - a hedging completion (must reject): the gold answer and a perturbed one, both boxed;
 and reports the false-accept and false-reject rates with examples.
 
 Data (a minimal reader of its own; rlvr.data is the general one): a jsonl file of rows holding either
   - MATH style: `answer` (LaTeX) and optionally `solution` (a worked solution ending in \\boxed{}), or
   - GSM8K style: `answer` with the final value after `####` on its last line, or
+  - MATH train style: only `solution`, the answer being its last \\boxed{}, or
   - plain: `reference` and optionally `completion` (a completion that must be accepted);
 or one of the names in DATA_FILES.
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from verifiers.base import Sample, Score
-from verifiers.math_extract import hash_answer
+from verifiers.math_extract import boxed_contents, hash_answer
 
 DATA_ROOT = Path(os.environ.get("RLVR_SHARED_DATA", "/work/shared/data"))
 DATA_FILES = {"gsm8k": "gsm8k/test.jsonl", "math500": "math/math500_test.jsonl"}
@@ -89,7 +92,10 @@ def _gold_item(row: object, n: int) -> GoldItem | None:
         extra = [row["completion"]] if isinstance(row.get("completion"), str) else []
         return GoldItem(ref, extra + [f"\\boxed{{{ref}}}"], n)
     if "answer" not in row:
-        return None
+        boxes = boxed_contents(row["solution"]) if isinstance(row.get("solution"), str) else []
+        if not boxes:
+            return None
+        return GoldItem(boxes[-1], [row["solution"], f"The answer is \\boxed{{{boxes[-1]}}}."], n)
     answer = str(row["answer"])
     if "####" in answer:
         ref = hash_answer(answer) or ""
@@ -101,6 +107,8 @@ def _gold_item(row: object, n: int) -> GoldItem | None:
 def plus_one(answer: str) -> str | None:
     """The last number of the answer increased by 1 (`\\frac{1}{2}` -> `\\frac{1}{3}`, `x^2` -> `x^3`)."""
     m = LAST_NUMBER.search(answer)
+    if m and answer[: m.start()].rstrip().endswith("^") and re.search(r"\\(?:text|mbox)", answer):
+        m = LAST_NUMBER.search(answer[: m.start()])  # `cm^2`: the unit's power is not the answer
     if not m:
         return None
     text = m.group(0)
@@ -137,12 +145,55 @@ def perturbations(answer: str) -> list[str]:
     return list(dict.fromkeys(p for p in found if p is not None and p != answer))
 
 
-def build_cases(items: list[GoldItem]) -> list[Case]:
-    """Gold, perturbed and hedging cases for each item."""
+WHOLE_FRACTION = re.compile(r"^(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$")
+THOUSANDS_GROUPS = re.compile(r",(?:\\!)?\s*\d{3}(?!\d)")
+TOP_LEVEL_LIST = re.compile(r"^[^()\[\]{}=]+(?:,[^()\[\]{}=]+)+$")
+
+
+def terminating_decimal(p: int, q: int) -> str | None:
+    """p/q as an exact decimal string when q = 2^a 5^b, else None."""
+    r = q
+    for f in (2, 5):
+        while r % f == 0:
+            r //= f
+    if r != 1 or q == 0:
+        return None
+    digits = max(len(str(q)), 1) + 2
+    text = f"{p / q:.{digits}f}".rstrip("0").rstrip(".")
+    return text if float(text) * q == p else None
+
+
+def rewrites(answer: str) -> list[str]:
+    """Equivalent spellings of `answer` that a model might write instead (must all be accepted)."""
+    a = answer.strip()
+    found = []
+    m = WHOLE_FRACTION.match(a)
+    if m:
+        found.append(f"{m.group(1)}{m.group(2)}/{m.group(3)}")
+        decimal = terminating_decimal(int(m.group(2)), int(m.group(3)))
+        if decimal:
+            found.append(m.group(1) + decimal)
+    if "\\frac" in a:
+        found.append(re.sub(r"\\[dt]?frac(?![a-zA-Z])", r"\\dfrac", a))
+    if re.fullmatch(r"-?\d+", a):
+        found.append(f"{a}.0")
+    if not NOT_FLIPPABLE.search(a) and "x" not in a and "\\" not in a[:1] and re.search(r"\d", a):
+        found.append(f"x = {a}")
+    if TOP_LEVEL_LIST.match(a) and not THOUSANDS_GROUPS.search(a):
+        found.append(", ".join(reversed([part.strip() for part in a.split(",")])))
+    if a.startswith("(") and a.endswith(")") and "\\left" not in a:
+        found.append(f"\\left( {a[1:-1]} \\right)")
+    return list(dict.fromkeys(r for r in found if r != a))
+
+
+def build_cases(items: list[GoldItem], rewritten: bool = True) -> list[Case]:
+    """Gold, rewritten (optional), perturbed and hedging cases for each item."""
     cases = []
     for item in items:
         for completion in item.completions:
             cases.append(Case("gold", True, Sample(completion=completion, reference=item.reference), item.row))
+        for r in rewrites(item.reference) if rewritten else []:
+            cases.append(Case("rewritten", True, Sample(completion=f"\\boxed{{{r}}}", reference=item.reference), item.row))
         wrong = perturbations(item.reference)
         for p in wrong:
             cases.append(Case("perturbed", False, Sample(completion=f"\\boxed{{{p}}}", reference=item.reference), item.row))

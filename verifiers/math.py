@@ -85,9 +85,12 @@ class MathVerifier(Verifier):
             value = parse(answer, self.max_answer_chars)
         except ParseFailure as e:
             return False, str(e)
-        if equivalent(value, ref_value, self.rel_tol):
-            return True, "equivalent"
-        return False, "not equivalent"
+        try:
+            same = equivalent(value, ref_value, self.rel_tol)
+        except (TypeError, ValueError, AttributeError, RecursionError) as e:
+            # sympy refusing an operation on mismatched kinds (a set minus a number, ...) means different
+            return False, f"not comparable: {type(e).__name__}"
+        return (True, "equivalent") if same else (False, "not equivalent")
 
 
 def _wrong(reason: str, **details: object) -> Score:

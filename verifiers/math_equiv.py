@@ -56,6 +56,9 @@ def scalars_equal(a: sympy.Basic, b: sympy.Basic, rel_tol: float) -> bool:
         return bool(a == b)
     symbols = a.free_symbols | b.free_symbols
     if not symbols:
+        a, b = a.doit(), b.doit()  # parsers may leave 2**10 unevaluated; exact values compare exactly
+        if a.is_Rational and b.is_Rational:
+            return bool(a == b)
         va, vb = _complex(a), _complex(b)
         if va is not None and vb is not None:
             return numbers_close(va, vb, rel_tol)
@@ -128,6 +131,8 @@ def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bo
         return True
     # equations and assignments
     if isinstance(pred, sympy.Eq) and isinstance(ref, sympy.Eq):
+        if not all(isinstance(side, sympy.Expr) for side in (*pred.args, *ref.args)):
+            return equal(pred.lhs, ref.lhs) and equal(pred.rhs, ref.rhs)  # e.g. x \in [1, 2]
         d_pred, d_ref = pred.lhs - pred.rhs, ref.lhs - ref.rhs
         return scalars_equal(d_pred, d_ref, rel_tol) or scalars_equal(d_pred, -d_ref, rel_tol)
     if is_assignment(pred):

@@ -20,6 +20,7 @@ UNITS = (
     "percent people students apples marbles points times ways"
 ).split()
 UNIT_TAIL = re.compile(r"(?<=[\d}\s])\s*(?:" + "|".join(sorted(UNITS, key=len, reverse=True)) + r")(?:\^\{?[23]\}?)?\s*$", re.IGNORECASE)
+UNIT_POWER = re.compile(r"\s*\^\s*\{?\s*[23]\s*\}?")
 THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d])")
 CHOICE = re.compile(r"^\(?([A-Ea-e])\)$|^\(([A-Ea-e])\)?$")
 
@@ -45,16 +46,22 @@ def strip_spacing(s: str) -> str:
 
 def unify_commands(s: str) -> str:
     """Spelling variants: `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`, `\\frac12` -> `\\frac{1}{2}`, `\\sqrt2` -> `\\sqrt{2}`,
-    `\\le`/`\\ge` spellings, `\\neq`, and `^{\\prime}`."""
+    `\\frac\\pi 2` -> `\\frac{\\pi}{2}`, and the `\\le`/`\\ge` spellings."""
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
     s = re.sub(r"\\(leq|leqslant)(?![a-zA-Z])", r"\\le", s)
     s = re.sub(r"\\(geq|geqslant)(?![a-zA-Z])", r"\\ge", s)
     # \frac12, \frac1{2}, \frac{1}2 : single-character arguments without braces
-    s = re.sub(r"\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])", r"\\frac{\1}{\2}", s)
-    s = re.sub(r"\\frac\s*([0-9a-zA-Z])\s*\{", r"\\frac{\1}{", s)
-    s = re.sub(r"\\frac(\{[^{}]*\})\s*([0-9a-zA-Z])", r"\\frac\1{\2}", s)
-    s = re.sub(r"\\sqrt\s*([0-9a-zA-Z])", r"\\sqrt{\1}", s)
+    arg = r"(\\[a-zA-Z]+|[0-9a-zA-Z])"  # a bare argument: one character or one command such as \pi
+    s = re.sub(r"\\frac\s*" + arg + r"\s*" + arg, r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac\s*" + arg + r"\s*\{", r"\\frac{\1}{", s)
+    s = re.sub(r"\\frac(\{[^{}]*\})\s*" + arg, r"\\frac\1{\2}", s)
+    s = re.sub(r"\\sqrt\s*" + arg, r"\\sqrt{\1}", s)
     return s
+
+
+def strip_approximation(s: str) -> str:
+    """`\\frac{2}{3} \\approx 0.67` -> `\\frac{2}{3}`: the exact value is the answer, the rounding a remark."""
+    return re.split(r"\\approx|≈", s)[0] if re.search(r"\\approx|≈", s) else s
 
 
 def _text_groups(s: str) -> list[tuple[int, int, str]]:
@@ -77,6 +84,8 @@ def strip_text(s: str) -> str:
             replacement = ","
         elif re.search(r"[a-zA-Z]{2,}", words) and re.search(r"\d", rest):
             replacement = " "
+            power = UNIT_POWER.match(s, end)  # `\mbox{ cm}^2`: the square belongs to the unit
+            end = power.end() if power else end
         else:
             replacement = content
         s = s[:start] + replacement + s[end:]
@@ -126,6 +135,7 @@ def collapse_space(s: str) -> str:
 RULES = (
     strip_percent_and_currency,  # before the `$` delimiters go, or `\$5` would lose only its `$`
     strip_delimiters,
+    strip_approximation,
     strip_spacing,
     unify_commands,
     strip_text,

@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from tokenize import TokenError
 
 import sympy
+
+from verifiers.math_structure import parse_structure, split_top_level
 
 MAX_DEPTH = 12
 MAX_DIGITS = 10_000
@@ -20,7 +23,11 @@ DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
 SLASH = re.compile(r"^([+-]?\d+)/(\d+)$")
 FRAC = re.compile(r"^([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}$")
 MIXED = re.compile(r"^([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
-BASE_NUMBER = re.compile(r"^([0-9A-Za-z]+)_\{?(\d+)\}?$")
+# Plain ASCII algebra: digits, operators and single lowercase letters (not e or i, whose meaning the LaTeX
+# parser decides); sympy's own expression parser reads these about ten times faster than the grammar.
+PLAIN_ALGEBRA = re.compile(r"^(?:[0-9+\-*/^(). ]|(?<![a-z])[a-df-hj-z](?![a-z]))+$")
+ASSIGNMENT = re.compile(r"^([a-zA-Z])=([^=<>]+)$")
+BASE_NUMBER = re.compile(r"^(-?)([0-9A-Za-z]+)_\{?(\d+)\}?$")
 
 
 class ParseFailure(Exception):
@@ -65,8 +72,9 @@ def base_number(s: str) -> sympy.Symbol | None:
     m = BASE_NUMBER.match(s)
     if not m:
         return None
-    digits = m.group(1).lstrip("0").upper() or "0"
-    return sympy.Symbol(f"{digits}_{int(m.group(2))}")
+    digits = m.group(2).lstrip("0").upper() or "0"
+    value = sympy.Symbol(f"{digits}_{int(m.group(3))}")
+    return -value if m.group(1) else value
 
 
 def log10_bound(expr: sympy.Basic) -> float:
@@ -125,8 +133,24 @@ def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
     based = base_number(s)
     if based is not None:
         return based
+    sides = split_top_level(s, "=") if len(split_top_level(s, ",")) == 1 else [s]
+    if len(sides) > 2 or (len(sides) == 2 and not re.search(r"[a-zA-Z]", sides[0])):
+        # `x = 2 + 3 = 5` and `0.56 = 56` : the last side is the answer being stated
+        return parse(sides[-1], max_chars)
+    m = ASSIGNMENT.match(s)
+    if m and "," not in m.group(2):
+        # `x=...` : parse the value on its own so the fast paths above apply to it too
+        return sympy.Eq(sympy.Symbol(m.group(1).lower()), parse(m.group(2), max_chars), evaluate=False)
     if bracket_depth(s) > MAX_DEPTH:
         raise ParseFailure(f"brackets nested deeper than {MAX_DEPTH}")
+    if PLAIN_ALGEBRA.match(s):
+        return _checked(_plain_algebra(s))
+    try:
+        structured = parse_structure(s, lambda part: parse(part.strip(), max_chars))
+    except (TypeError, ValueError):  # e.g. an interval with a complex end point: let the parser decide
+        structured = None
+    if structured is not None:
+        return structured
     try:
         expr = _latex2sympy(s)
     except RecursionError:
@@ -137,6 +161,33 @@ def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
         expr = sympy.ImmutableMatrix(expr)
     if not isinstance(expr, sympy.Basic):
         raise ParseFailure(f"unparseable: parser returned {type(expr).__name__}")
+    return _checked(expr)
+
+
+def _checked(expr: sympy.Basic) -> sympy.Basic:
+    """`expr` with exact decimals, after refusing numbers too large to compute with, and refusing
+    a relation the parser already decided (`2 = 3` -> False is a statement, not an answer)."""
+    if isinstance(expr, sympy.logic.boolalg.BooleanAtom) or (
+        isinstance(expr, sympy.core.relational.Relational) and not expr.free_symbols
+    ):
+        raise ParseFailure("not an answer: a relation between numbers")
     if log10_bound(expr) > MAX_DIGITS:
         raise ParseFailure(f"number with more than {MAX_DIGITS} digits")
     return _exact_floats(expr)
+
+
+def _plain_algebra(s: str) -> sympy.Basic:
+    """sympy's parser on ASCII algebra (`^` is power, `2x` is 2*x), unevaluated so that nothing large is
+    computed before the size check."""
+    from sympy.parsing.sympy_parser import (
+        convert_xor,
+        implicit_multiplication,
+        parse_expr,
+        standard_transformations,
+    )
+
+    try:
+        return parse_expr(s, transformations=standard_transformations + (implicit_multiplication, convert_xor),
+                          evaluate=False)
+    except (SyntaxError, TypeError, ValueError, TokenError) as e:
+        raise ParseFailure(f"unparseable: {type(e).__name__}") from None

@@ -53,12 +53,16 @@ def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None) ->
             return
         if msg is None:
             return
-        index, sample = msg
-        conn.send((index, verify_safely(verifier, sample)))
+        for index, sample in msg:
+            conn.send((index, verify_safely(verifier, sample)))
 
 
 class _Worker:
-    """One process plus its pipe end and the sample it is working on."""
+    """One process, its pipe end, and the samples sent to it that have no result yet (in order).
+
+    The sample at the head of `tasks` is the one running; its deadline starts when the previous
+    result arrived (or the chunk was sent), so each sample gets the full timeout.
+    """
 
     def __init__(self, ctx: Any, verifier: Verifier, memory_mb: int | None) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
@@ -67,12 +71,13 @@ class _Worker:
         child.close()
         self.ready = False
         self.started = time.monotonic()
-        self.task: int | None = None
+        self.tasks: deque[int] = deque()
         self.deadline = float("inf")
 
-    def send(self, index: int, sample: Sample, timeout: float) -> None:
-        self.task, self.deadline = index, time.monotonic() + timeout
-        self.conn.send((index, sample))
+    def send(self, chunk: list[tuple[int, Sample]], timeout: float) -> None:
+        self.tasks.extend(i for i, _ in chunk)
+        self.deadline = time.monotonic() + timeout
+        self.conn.send(chunk)
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -121,62 +126,77 @@ class VerifierPool:
                 return [verify_safely(self.verifier, s) for s in samples]
             return self._score(list(samples))
 
+    def _chunk_size(self, waiting: int) -> int:
+        """Samples per message: a few, so a worker never idles waiting for the parent, but small enough
+        to keep the load balanced (at most half a worker's fair share, at most 16)."""
+        return max(1, min(16, waiting // (2 * len(self._workers))))
+
     def _score(self, samples: list[Sample]) -> list[Score]:
         results: list[Score | None] = [None] * len(samples)
         todo = deque(range(len(samples)))
         remaining = len(samples)
         while remaining:
             for w in self._workers:
-                if w.ready and w.task is None and todo:
-                    i = todo.popleft()
+                if w.ready and not w.tasks and todo:
+                    n = self._chunk_size(len(todo))
+                    chunk = [(i, samples[i]) for i in (todo.popleft() for _ in range(min(n, len(todo))))]
                     try:
-                        w.send(i, samples[i], self.timeout)
+                        w.send(chunk, self.timeout)
                     except (BrokenPipeError, OSError):
-                        todo.appendleft(i)
-                        w.task = None
+                        todo.extendleft(reversed([i for i, _ in chunk]))
+                        w.tasks.clear()
                         self._replace(w)
             now = time.monotonic()
             next_deadline = min(
-                [w.deadline for w in self._workers if w.task is not None]
+                [w.deadline for w in self._workers if w.tasks]
                 + [w.started + STARTUP_TIMEOUT for w in self._workers if not w.ready],
                 default=now + self.timeout,
             )
             ready = wait([w.conn for w in self._workers], timeout=max(0.0, next_deadline - now))
             for w in list(self._workers):
                 if w.conn in ready:
-                    remaining -= self._receive(w, results, samples, todo)
+                    remaining -= self._receive(w, results, todo)
             now = time.monotonic()
             for w in list(self._workers):
-                if w.task is not None and now > w.deadline:
-                    results[w.task] = _failure("timeout", f"timeout: verifier took over {self.timeout:g}s")
+                if w.tasks and now > w.deadline:
+                    results[w.tasks.popleft()] = _failure("timeout", f"timeout: verifier took over {self.timeout:g}s")
                     remaining -= 1
-                    w.task = None
-                    self._replace(w)
+                    self._requeue(w, todo)
                 elif not w.ready and now > w.started + STARTUP_TIMEOUT:
                     raise RuntimeError(f"verifier worker did not start within {STARTUP_TIMEOUT:g}s")
         return results  # type: ignore[return-value]
 
-    def _receive(self, w: _Worker, results: list, samples: list[Sample], todo: deque) -> int:
-        """Handle one message (or a dead pipe) from `w`; returns how many samples got a result."""
-        try:
-            kind, payload = w.conn.recv()
-        except (EOFError, OSError):
-            done = 0
-            if w.task is not None:
-                w.proc.join(timeout=1)
-                code = w.proc.exitcode
-                results[w.task] = _failure("crash", f"crash: verifier worker died (exit code {code})")
-                done = 1
-            elif not w.ready:
-                raise RuntimeError("verifier worker died while starting (does the verifier import?)")
-            w.task = None
-            self._replace(w)
-            return done
-        if kind == "ready":
-            w.ready = True
-            return 0
-        results[kind], w.task, w.deadline = payload, None, float("inf")
-        return 1
+    def _receive(self, w: _Worker, results: list, todo: deque) -> int:
+        """Handle messages (or a dead pipe) from `w`; returns how many samples got a result."""
+        done = 0
+        while True:
+            try:
+                kind, payload = w.conn.recv()
+            except (EOFError, OSError):
+                if w.tasks:
+                    w.proc.join(timeout=1)
+                    reason = f"crash: verifier worker died (exit code {w.proc.exitcode})"
+                    results[w.tasks.popleft()] = _failure("crash", reason)
+                    done += 1
+                elif not w.ready:
+                    raise RuntimeError("verifier worker died while starting (does the verifier import?)")
+                self._requeue(w, todo)
+                return done
+            if kind == "ready":
+                w.ready = True
+            else:
+                w.tasks.remove(kind)  # results come in the order sent: this is the head
+                results[kind] = payload
+                w.deadline = time.monotonic() + self.timeout if w.tasks else float("inf")
+                done += 1
+            if not w.conn.poll():
+                return done
+
+    def _requeue(self, w: _Worker, todo: deque) -> None:
+        """Replace a dead or killed worker; the samples it had not started go back to the queue front."""
+        todo.extendleft(reversed(w.tasks))
+        w.tasks.clear()
+        self._replace(w)
 
     def _replace(self, w: _Worker) -> None:
         w.kill()
