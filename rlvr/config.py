@@ -1,0 +1,311 @@
+"""Typed run configuration: dataclasses, loaded from YAML, with dotted overrides.
+
+    cfg = load_config("configs/sft_arith.yaml", ["trainer.lr=3e-4", "data.max_samples=200"])
+
+Every value is checked against the dataclass field's type while loading, so a typo or a wrong type fails
+at once with one line naming the key and what was expected, never deep inside a run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from rlvr.errors import UserError
+
+
+# --------------------------------------------------------------------------------------------------
+# The parts of a run
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TinyModelConfig:
+    """A Llama-family model built from scratch, with a character-level tokenizer made locally."""
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 128
+    alphabet: str = "0123456789+-*=() "  # characters of the character-level vocabulary
+
+
+@dataclass
+class ModelConfig:
+    # A local HF folder, a hub id, a .gguf file, 'smollm2-135m-instruct' (the shipped GGUF), or 'tiny'.
+    name: str = "tiny"
+    gguf_file: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class ArithConfig:
+    """The built-in `arith` task: integer arithmetic, deterministic by seed."""
+
+    operands: int = 2
+    digits: int = 2  # maximum digits per operand
+    ops: str = "+"  # any of + - *
+    train_size: int = 20000
+    test_size: int = 500
+    seed: int = 0
+
+
+@dataclass
+class FieldsConfig:
+    """Which field of a data row holds what. Unused ones are ignored."""
+
+    prompt: str = "prompt"
+    response: str = "response"  # the target completion for SFT
+    reference: str = "reference"  # the reference answer a verifier checks against
+    chosen: str = "chosen"
+    rejected: str = "rejected"
+
+
+@dataclass
+class DataConfig:
+    # 'arith', 'gsm8k', 'math500', 'humaneval', 'hh-rlhf', a local .jsonl/.json/.jsonl.gz/.parquet file,
+    # or a hub data set name.
+    source: str = "arith"
+    split: str = "train"
+    eval_source: str | None = None  # defaults to `source`
+    eval_split: str = "test"
+    fields: FieldsConfig = field(default_factory=FieldsConfig)
+    # 'chat': the tokenizer's chat template; 'plain': `prompt_format` with {prompt} filled in.
+    template: Literal["chat", "plain"] = "chat"
+    prompt_format: str = "{prompt}"
+    system_prompt: str | None = None
+    max_samples: int | None = None
+    eval_samples: int | None = None
+    on_bad_row: Literal["error", "skip"] = "error"
+    arith: ArithConfig = field(default_factory=ArithConfig)
+
+
+@dataclass
+class GenerationConfig:
+    backend: Literal["hf", "vllm"] = "hf"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    batch_size: int = 64  # prompts per forward batch (hf backend)
+
+
+@dataclass
+class DeepSpeedConfig:
+    stage: Literal[0, 1, 2, 3] = 0
+    offload_optimizer: bool = False
+    # A DeepSpeed JSON/YAML file whose keys override the generated config (for users who know DeepSpeed).
+    config_file: str | None = None
+
+
+@dataclass
+class SFTTrainerConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1  # the cosine schedule decays to lr * min_lr_ratio
+    max_steps: int = 1000
+    batch_size: int = 64  # global: prompts per optimizer step, across ranks and accumulation
+    micro_batch_size: int = 64  # per rank per forward pass
+    max_seq_len: int = 512
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    eval_loss_samples: int = 256
+    save_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    resume: bool = False
+    seed: int = 0
+
+
+@dataclass
+class LoggingConfig:
+    out_dir: str = "runs/sft"
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True  # only when tensorboard is installed
+
+
+@dataclass
+class SFTConfig:
+    kind: Literal["sft"] = "sft"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(temperature=0.0))
+    trainer: SFTTrainerConfig = field(default_factory=SFTTrainerConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+@dataclass
+class GenerateConfig:
+    """`rlvr generate`: a model, a template and sampling settings."""
+
+    kind: Literal["generate"] = "generate"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+# kind -> top-level config class; later trainers (rl, reward_model, preference) register here.
+KINDS: dict[str, type] = {"sft": SFTConfig, "generate": GenerateConfig}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and checking
+# --------------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against type `tp` and return it converted; raise UserError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, key)
+            except UserError:
+                continue
+        raise UserError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise UserError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{key}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {k: _convert(v, item, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is Any:
+        return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise UserError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, data: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in hints:
+            where = f"under '{prefix}'" if prefix else "at the top level"
+            raise UserError(f"unknown key '{key}' (valid keys {where}: {', '.join(names)})")
+        kwargs[k] = _convert(v, hints[k], key)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        elif not isinstance(child, dict):
+            raise UserError(f"override '{dotted}': '{p}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'trainer.lr=3e-4' -> ('trainer.lr', 0.0003). Values parse as YAML scalars/lists."""
+    if "=" not in text:
+        raise UserError(f"override '{text}': expected KEY=VALUE, for example trainer.lr=3e-4")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def config_from_dict(data: dict, overrides: list[str] = (), source: str = "config") -> Any:
+    """Build the typed config for `data['kind']` (default 'sft'), then apply dotted overrides."""
+    data = dict(data)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    kind = data.get("kind", "sft")
+    if kind not in KINDS:
+        raise UserError(f"{source}: kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    try:
+        return _build(KINDS[kind], data, "")
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Any:
+    return config_from_dict(read_yaml(path), list(overrides), source=str(path))
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

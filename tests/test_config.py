@@ -1,0 +1,65 @@
+import pytest
+
+from rlvr.config import SFTConfig, config_from_dict, load_config, parse_override
+from rlvr.errors import UserError
+from tests.conftest import REPO, run_rlvr
+
+
+def test_yaml_and_dotted_overrides():
+    cfg = load_config(REPO / "configs/sft_arith.yaml", ["trainer.lr=3e-4", "data.max_samples=200",
+                                                        "generation.stop=[x, y]"])
+    assert isinstance(cfg, SFTConfig)
+    assert cfg.trainer.lr == pytest.approx(3e-4)
+    assert cfg.data.max_samples == 200
+    assert cfg.generation.stop == ["x", "y"]
+    assert cfg.model.name == "tiny"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"trainer": {"lrr": 1}}, "unknown key 'trainer.lrr' (valid keys under 'trainer': lr,"),
+    ({"trainer": {"lr": "fast"}}, "trainer.lr: expected float, got 'fast'"),
+    ({"trainer": {"max_steps": 1.5}}, "trainer.max_steps: expected int, got 1.5"),
+    ({"deepspeed": {"stage": 4}}, "deepspeed.stage: expected one of 0, 1, 2, 3, got 4"),
+    ({"data": {"template": "fancy"}}, "data.template: expected one of 'chat', 'plain', got 'fancy'"),
+    ({"model": 3}, "model: expected a mapping, got 3"),
+    ({"kind": "magic"}, "kind: expected one of 'sft', 'generate'"),
+])
+def test_bad_values_name_the_key(data, message):
+    with pytest.raises(UserError) as e:
+        config_from_dict(data)
+    assert message in str(e.value)
+
+
+def test_optional_and_bool_types():
+    cfg = config_from_dict({"data": {"max_samples": None}, "trainer": {"resume": True}})
+    assert cfg.data.max_samples is None and cfg.trainer.resume is True
+    with pytest.raises(UserError, match="trainer.resume: expected bool"):
+        config_from_dict({"trainer": {"resume": "yes please"}})
+
+
+def test_override_parsing():
+    assert parse_override("trainer.lr=3e-4") == ("trainer.lr", "3e-4")  # converted by the float field
+    assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        parse_override("trainer.lr")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["configs/sft_arith.yaml", "trainer.lrr=1"], "unknown key 'trainer.lrr'"),
+    (["configs/sft_arith.yaml", "trainer.max_steps=many"], "trainer.max_steps: expected int, got 'many'"),
+    (["configs/does_not_exist.yaml"], "config file not found: configs/does_not_exist.yaml"),
+])
+def test_cli_reports_one_line_and_exit_2(args, needle):
+    proc = run_rlvr("train", *args)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  lr: [1, 2\n")
+    proc = run_rlvr("train", str(bad))
+    assert proc.returncode == 2
+    assert f"{bad} line" in proc.stderr and "not valid YAML" in proc.stderr
