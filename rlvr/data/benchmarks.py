@@ -1,0 +1,114 @@
+"""Readers for the standard benchmark files: GSM8K, MATH-500, MATH train, HumanEval, MBPP, hh-rlhf.
+
+Each reader turns the file's own format into rlvr rows: `prompt`, `response` (a reference solution, where
+there is one), `reference` (what a verifier checks against), plus the fields a verifier needs (tests).
+Files are found in $RLVR_DATA_DIR, or in a `shared/data` folder beside the checkout.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from rlvr.errors import UserError
+
+
+def data_dir() -> Path:
+    if env := os.environ.get("RLVR_DATA_DIR"):
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    for candidate in (repo.parent / "shared" / "data", repo / "data", Path.cwd() / "data"):
+        if candidate.is_dir():
+            return candidate
+    return repo.parent / "shared" / "data"
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} in `text`, braces balanced."""
+    start = text.rfind("\\boxed")
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j]
+    return None
+
+
+def gsm8k(row: dict) -> dict:
+    answer = row["answer"]
+    final = answer.rsplit("####", 1)[-1].strip().replace(",", "")
+    return {"prompt": row["question"], "response": answer, "reference": final}
+
+
+def math500(row: dict) -> dict:
+    return {**row, "prompt": row["problem"], "response": row["solution"], "reference": row["answer"]}
+
+
+def math_train(row: dict) -> dict:
+    return {**row, "prompt": row["problem"], "response": row["solution"], "reference": last_boxed(row["solution"])}
+
+
+def humaneval(row: dict) -> dict:
+    return {**row, "response": row["canonical_solution"], "reference": None}
+
+
+def mbpp(row: dict) -> dict:
+    return {"prompt": row["text"], "response": row["code"], "reference": None, "tests": row["test_list"],
+            "setup": row.get("test_setup_code", ""), "task_id": row["task_id"]}
+
+
+HH_ASSISTANT = "\n\nAssistant:"
+
+
+def hh_rlhf(row: dict) -> dict:
+    """The prompt is the dialogues' shared prefix up to (and including) the last 'Assistant:'."""
+    chosen, rejected = row["chosen"], row["rejected"]
+    cut = chosen.rfind(HH_ASSISTANT)
+    if cut < 0 or rejected[: cut + len(HH_ASSISTANT)] != chosen[: cut + len(HH_ASSISTANT)]:
+        # the rejected dialogue diverges earlier: use the longest common prefix ending in 'Assistant:'
+        common = os.path.commonprefix([chosen, rejected])
+        cut = common.rfind(HH_ASSISTANT)
+        if cut < 0:
+            raise KeyError("chosen/rejected share no prefix ending in 'Assistant:'")
+    end = cut + len(HH_ASSISTANT)
+    return {"prompt": chosen[:end], "chosen": chosen[end:].strip(), "rejected": rejected[end:].strip(),
+            "reference": None}
+
+
+# name -> {split: relative path}, reader
+BENCHMARKS: dict[str, tuple[dict[str, str], Callable[[dict], dict]]] = {
+    "gsm8k": ({"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"}, gsm8k),
+    "math500": ({"test": "math/math500_test.jsonl"}, math500),
+    "math": ({"train": "math/hendrycks_math_train.jsonl", "test": "math/math500_test.jsonl"}, math_train),
+    "humaneval": ({"test": "humaneval/HumanEval.jsonl.gz"}, humaneval),
+    "mbpp": ({"train": "mbpp/mbpp.jsonl", "test": "mbpp/mbpp.jsonl"}, mbpp),
+    "hh-rlhf": ({"test": "hh-rlhf/helpful-base-test.jsonl.gz"}, hh_rlhf),
+    "hh-rlhf-harmless": ({"test": "hh-rlhf/harmless-base-test.jsonl.gz"}, hh_rlhf),
+}
+
+
+def benchmark_file(name: str, split: str) -> Path:
+    files, _ = BENCHMARKS[name]
+    if split not in files:
+        raise UserError(f"data.split: benchmark '{name}' has splits {', '.join(files)}, got {split!r}")
+    path = data_dir() / files[split]
+    if not path.is_file():
+        raise UserError(f"benchmark '{name}': file not found: {path} (set RLVR_DATA_DIR to the data folder)")
+    return path
+
+
+_MBPP_SPLITS = {"test": range(11, 511), "train": range(601, 975)}
+
+
+def split_filter(name: str, split: str) -> Callable[[dict], bool]:
+    """MBPP keeps all splits in one file, told apart by task_id ranges."""
+    if name == "mbpp":
+        ids = _MBPP_SPLITS[split]
+        return lambda row: row.get("task_id") in ids
+    return lambda row: True
+

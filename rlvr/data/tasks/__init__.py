@@ -1,0 +1,1 @@
+"""Built-in task generators (data made in code, nothing to download)."""

@@ -1,0 +1,131 @@
+import gzip
+import json
+
+import pytest
+
+from rlvr.config import ArithConfig, DataConfig
+from rlvr.data import load_rows, render_prompt
+from rlvr.data.benchmarks import data_dir, hh_rlhf, last_boxed
+from rlvr.data.tasks import arith
+from rlvr.errors import UserError
+
+HAVE_DATA = (data_dir() / "gsm8k" / "test.jsonl").is_file()
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason="benchmark data folder not found")
+
+
+def test_arith_is_deterministic_disjoint_and_correct():
+    cfg = ArithConfig(operands=3, digits=2, ops="+-*", train_size=3000, test_size=300, seed=7)
+    train, test = arith.generate(cfg, "train"), arith.generate(cfg, "test")
+    assert train == arith.generate(cfg, "train")
+    assert len(train) == 3000 and len(test) == 300
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
+    for row in train[:200]:
+        assert int(row["reference"]) == eval(row["prompt"])
+    other = arith.generate(ArithConfig(operands=3, digits=2, ops="+-*", train_size=3000, test_size=300, seed=8),
+                           "train")
+    assert other != train
+    # the split of an expression never depends on the seed
+    assert not {r["prompt"] for r in other} & {r["prompt"] for r in test}
+
+
+def test_arith_rejects_impossible_sizes():
+    with pytest.raises(UserError, match="data.arith.test_size: 5000 is too many"):
+        arith.generate(ArithConfig(digits=1, test_size=5000), "test")
+    with pytest.raises(UserError, match="data.arith.ops"):
+        arith.generate(ArithConfig(ops="+/"), "train")
+
+
+@needs_data
+def test_gsm8k_reader_takes_the_final_answer():
+    rows = load_rows(DataConfig(source="gsm8k"), "test").rows
+    assert len(rows) == 1319
+    assert rows[0]["reference"] == "18" and "Janet" in rows[0]["prompt"]
+    assert all("," not in r["reference"] for r in rows)
+
+
+@needs_data
+def test_math500_and_humaneval_readers():
+    rows = load_rows(DataConfig(source="math500"), "test").rows
+    assert len(rows) == 500 and rows[0]["reference"] == rows[0]["answer"]
+    assert last_boxed(rows[0]["solution"]) is not None
+    he = load_rows(DataConfig(source="humaneval"), "test").rows
+    assert len(he) == 164 and {"prompt", "test", "entry_point"} <= set(he[0])
+
+
+@needs_data
+def test_hh_rlhf_prompt_is_the_shared_prefix():
+    from rlvr.data import read_file
+    from rlvr.data.benchmarks import benchmark_file
+
+    rows = load_rows(DataConfig(source="hh-rlhf"), "test", {"prompt": str, "chosen": str}).rows
+    raw = read_file(benchmark_file("hh-rlhf", "test"))
+    assert len(rows) == len(raw) == 2354
+    for r, original in zip(rows[:200], raw):
+        assert r["prompt"].endswith("Assistant:")
+        for side in ("chosen", "rejected"):
+            assert original[side].startswith(r["prompt"])
+            assert original[side][len(r["prompt"]):].strip() == r[side]
+
+
+def test_hh_rlhf_prefix_hand_case():
+    row = hh_rlhf({"chosen": "\n\nHuman: hi\n\nAssistant: hello!", "rejected": "\n\nHuman: hi\n\nAssistant: go away"})
+    assert row == {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": "hello!", "rejected": "go away",
+                   "reference": None}
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_local_file_with_field_mapping(tmp_path):
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"q": "1+1", "a": "2"}, {"q": "2+2", "a": "4"}])
+    cfg = DataConfig(source=path)
+    cfg.fields.prompt, cfg.fields.response = "q", "a"
+    rows = load_rows(cfg, need={"prompt": str, "response": str}).rows
+    assert [(r["prompt"], r["response"]) for r in rows] == [("1+1", "2"), ("2+2", "4")]
+
+
+def test_gzipped_jsonl(tmp_path):
+    path = tmp_path / "d.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(json.dumps({"prompt": "x", "response": "y"}) + "\n")
+    assert load_rows(DataConfig(source=str(path))).rows[0]["response"] == "y"
+
+
+def test_bad_row_names_file_line_and_field(tmp_path):
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "a", "response": "b"}, {"prompt": "c"},
+                                               {"prompt": "d", "response": "e"}])
+    with pytest.raises(UserError) as e:
+        load_rows(DataConfig(source=path), need={"prompt": str, "response": str})
+    assert f"{path} line 2: missing field 'response'" in str(e.value)
+    skipped = load_rows(DataConfig(source=path, on_bad_row="skip"), need={"prompt": str, "response": str})
+    assert skipped.skipped == 1 and [r["prompt"] for r in skipped.rows] == ["a", "d"]
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "a"}, {"prompt": ["not", "text"]}])
+    with pytest.raises(UserError, match=r"line 2: field 'prompt': expected str, got list"):
+        load_rows(DataConfig(source=path))
+
+
+def test_malformed_json_names_the_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "a"}\n{"prompt": \n')
+    with pytest.raises(UserError, match=r"d.jsonl line 2: not valid JSON"):
+        load_rows(DataConfig(source=str(path)))
+
+
+def test_missing_file():
+    with pytest.raises(UserError, match="data file not found: nowhere.jsonl"):
+        load_rows(DataConfig(source="nowhere.jsonl"))
+
+
+def test_templates(tiny_model_dir):
+    from rlvr.models import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    assert render_prompt(tok, "1+2", DataConfig()) == "<|user|>1+2<|assistant|>"
+    assert render_prompt(tok, "1+2", DataConfig(system_prompt="be brief")) == \
+        "<|system|>be brief<|user|>1+2<|assistant|>"
+    assert render_prompt(tok, "1+2", DataConfig(template="plain", prompt_format="Q: {prompt}\nA:")) == "Q: 1+2\nA:"
