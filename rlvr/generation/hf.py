@@ -1,0 +1,140 @@
+"""The embedded generation backend: batched, left-padded, KV-cached sampling with plain transformers.
+
+It samples with its own short loop rather than `model.generate` so that what it records is exactly
+what it sampled from: the per-token log-probabilities of softmax(logits / T) (see base.py), the finish
+reason, and stop strings cut the way vLLM cuts them (the text ends before the stop string).
+
+Under ZeRO-3 with several ranks every forward pass is a collective (parameters are gathered from all
+ranks), so with `sync_ranks` a rank whose sequences are all done keeps stepping until every rank is.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from rlvr.data.templates import encode
+from rlvr.generation.base import Engine, Sample, SamplingParams
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Mask (to -inf) all but the top-k tokens and the smallest set whose probability reaches top-p."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the mass strictly before it already reaches top_p (the first always stays)
+        drop = probs.cumsum(-1) - probs >= top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+class HFEngine(Engine):
+    name = "hf"
+
+    def __init__(self, model, tokenizer, batch_size: int = 64, seed: int = 0, sync_ranks: bool = False):
+        self.model = model  # a transformers model, or a DeepSpeed engine's .module (it may be partitioned)
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.sync_ranks = sync_ranks and dist.is_initialized() and dist.get_world_size() > 1
+        self.generator = torch.Generator().manual_seed(seed)
+        eos = {tokenizer.eos_token_id}
+        cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos.update(cfg_eos if isinstance(cfg_eos, list) else [cfg_eos])
+        self.eos_ids = torch.tensor(sorted(i for i in eos if i is not None))
+        # transformers 5 renamed the KV-cache argument and output field from past_key_values to cache
+        params = inspect.signature(type(model).forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    def generate(self, prompts: Sequence[str], n: int, sampling: SamplingParams) -> list[Sample]:
+        if sampling.seed is not None:
+            self.generator.manual_seed(sampling.seed)
+        jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
+        samples: list[Sample] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(jobs), self.batch_size):
+                samples += self._generate_batch(jobs[start : start + self.batch_size], sampling)
+        finally:
+            self.model.train(was_training)
+        return samples
+
+    @torch.no_grad()  # not inference_mode: ZeRO-3 gathers parameters that training uses afterwards
+    def _generate_batch(self, jobs: list[tuple[int, str]], sp: SamplingParams) -> list[Sample]:
+        prompt_ids = [encode(self.tokenizer, p) for _, p in jobs]
+        batch, width = len(jobs), max(len(p) for p in prompt_ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((batch, width), pad, dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for row, ids in enumerate(prompt_ids):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            mask[row, width - len(ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+
+        tokens = torch.full((batch, sp.max_new_tokens), pad, dtype=torch.long)
+        logprobs = torch.zeros((batch, sp.max_new_tokens))
+        lengths = torch.full((batch,), sp.max_new_tokens, dtype=torch.long)
+        reasons = ["length"] * batch
+        done = torch.zeros(batch, dtype=torch.bool)
+        past, step = None, 0
+        while step < sp.max_new_tokens:
+            if self._all_done(bool(done.all())):
+                break
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, logits_to_keep=1, **{self._cache_arg: past})
+            past = getattr(out, self._cache_arg)
+            logits = out.logits[:, -1, :].float()
+            if sp.greedy:
+                next_tok = logits.argmax(-1)
+                logp = F.log_softmax(logits, -1)
+            else:
+                logits = logits / sp.temperature
+                logp = F.log_softmax(logits, -1)
+                probs = filter_logits(logits, sp.top_k, sp.top_p).softmax(-1)
+                next_tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+            next_tok = torch.where(done, torch.full_like(next_tok, pad), next_tok)
+            tokens[:, step] = next_tok
+            logprobs[:, step] = logp.gather(-1, next_tok[:, None]).squeeze(-1)
+            for row in torch.nonzero(~done).flatten().tolist():
+                if next_tok[row] in self.eos_ids:
+                    done[row], lengths[row], reasons[row] = True, step + 1, "eos"
+                elif sp.stop and self._hits_stop(tokens[row, : step + 1], sp.stop):
+                    done[row], lengths[row], reasons[row] = True, step + 1, "stop"
+            input_ids = next_tok[:, None]
+            mask = torch.cat([mask, torch.ones((batch, 1), dtype=torch.long)], dim=1)
+            positions = positions[:, -1:] + 1
+            step += 1
+
+        samples = []
+        for row, (index, prompt) in enumerate(jobs):
+            ids = tokens[row, : lengths[row]].tolist()
+            text = self._text(ids, reasons[row], sp.stop)
+            samples.append(Sample(prompt=prompt, prompt_ids=prompt_ids[row], response_ids=ids, text=text,
+                                  logprobs=logprobs[row, : lengths[row]].tolist(),
+                                  finish_reason=reasons[row], prompt_index=index))
+        return samples
+
+    def _all_done(self, local_done: bool) -> bool:
+        if not self.sync_ranks:
+            return local_done
+        flag = torch.tensor([0 if local_done else 1])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return flag.item() == 0
+
+    def _hits_stop(self, ids: torch.Tensor, stops: list[str]) -> bool:
+        # only the tail can hold a stop string that the newest token completed
+        tail = self.tokenizer.decode(ids[-32:].tolist(), skip_special_tokens=True)
+        return any(s in tail for s in stops)
+
+    def _text(self, ids: list[int], reason: str, stops: list[str]) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if reason == "stop":
+            cut = min((text.find(s) for s in stops if s in text), default=len(text))
+            text = text[:cut]
+        return text
