@@ -1,0 +1,1 @@
+"""Pure tensor functions: log-probabilities, advantages, losses. No models, no I/O."""

@@ -1,0 +1,72 @@
+"""Process-group set-up and the few collectives the trainers need.
+
+A run started without a launcher is a world of one: it still goes through torch.distributed (gloo), so
+one code path serves 1 rank and N ranks.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init() -> None:
+    if dist.is_initialized():
+        return
+    if "RANK" not in os.environ:  # not started by a launcher
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else "nccl",
+                               verbose=False)
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Sum a short list of floats over ranks (float64, so that sums of losses stay exact enough)."""
+    t = torch.tensor(values, dtype=torch.float64)
+    if world_size() > 1:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    if world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any) -> Any:
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,11 @@
+"""Trainers, one per config `kind`; imported lazily (DeepSpeed is slow to import)."""
+from __future__ import annotations
+
+import importlib
+
+TRAINERS = {"sft": "rlvr.trainers.sft:SFTTrainer"}
+
+
+def trainer_for(cfg):
+    module, name = TRAINERS[cfg.kind].split(":")
+    return getattr(importlib.import_module(module), name)(cfg)

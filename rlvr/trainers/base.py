@@ -1,0 +1,154 @@
+"""What every trainer shares: the run folder, seeding, metrics, progress, checkpoints and resume.
+
+A run folder holds: config.yaml (resolved), metrics.jsonl, *.png curves, checkpoints/, final/ (an HF
+folder), summary.json.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rlvr import distributed as D
+from rlvr.atomic import atomic_write_json
+from rlvr.config import save_config
+from rlvr.errors import UserError
+from rlvr.trainers.checkpoint import Checkpointer, rng_state, set_rng_state
+from rlvr.trainers.metrics import MetricsLog, plot_curves
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Subclasses set self.engines (name -> DeepSpeed engine), self.tokenizer, and implement
+    `train_step(step) -> metrics`, `evaluate(step) -> metrics`, `state_dict()`/`load_state_dict()`."""
+
+    plot_keys: list[str] = ["loss"]
+
+    def __init__(self, cfg, max_steps: int, seed: int, save_every: int, eval_every: int, keep: int,
+                 resume: bool):
+        D.init()
+        self.cfg = cfg
+        self.max_steps, self.save_every, self.eval_every = max_steps, save_every, eval_every
+        self.run_dir = Path(cfg.logging.out_dir)
+        self.checkpointer = Checkpointer(self.run_dir, keep=keep)
+        self.resume_from = None
+        if D.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        D.barrier()
+        latest = self.checkpointer.latest()
+        if latest is not None and not resume:
+            raise UserError(f"{self.run_dir} already holds checkpoints (newest {latest.name}); add --resume "
+                            f"to continue that run, or set logging.out_dir to a new folder")
+        self.resume_from = latest if resume else None
+        seed_everything(seed + D.rank())
+        self.metrics = MetricsLog(self.run_dir, cfg.logging.tensorboard) if D.is_main() else None
+        if D.is_main():
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.step = 0
+        self.engines: dict = {}
+        self.tokenizer = None
+
+    # ---- subclass hooks -------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict:
+        raise NotImplementedError
+
+    def evaluate(self, step: int) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def extra_rng(self) -> dict:
+        return {}
+
+    def load_extra_rng(self, state: dict) -> None:
+        pass
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def restore(self) -> None:
+        self.checkpointer.clean_partial()
+        if self.resume_from is None:
+            return
+        state, rng = self.checkpointer.load(self.resume_from, self.engines)
+        self.step = state["step"]
+        self.load_state_dict(state)
+        if rng is not None:
+            set_rng_state(rng)
+            self.load_extra_rng(rng)
+        if self.metrics is not None:
+            self.metrics.truncate_after(self.step)
+        self.log_line(f"resumed from {self.resume_from} at step {self.step}")
+
+    def save(self) -> None:
+        self.checkpointer.save(self.step, self.engines, self.tokenizer, self.state_dict(),
+                               rng_state(self.extra_rng()))
+
+    def log(self, metrics: dict) -> None:
+        if self.metrics is not None:
+            self.metrics.log(self.step, metrics)
+
+    def log_line(self, text: str) -> None:
+        if D.is_main():
+            tqdm.write(f"[rlvr] {text}")
+
+    def plot(self) -> None:
+        if D.is_main():
+            plot_curves(self.metrics.records(), self.plot_keys, self.run_dir / "curves.png",
+                        title=str(self.run_dir))
+
+    def train(self) -> dict:
+        self.restore()
+        start = time.time()
+        bar = tqdm(total=self.max_steps, initial=self.step, desc=self.run_dir.name, dynamic_ncols=True,
+                   disable=not (D.is_main() and self.cfg.logging.progress))
+        metrics: dict = {}
+        while self.step < self.max_steps:
+            metrics = self.train_step(self.step)
+            self.step += 1
+            last = self.step == self.max_steps  # logged after the final evaluation below
+            evaluated = bool(self.eval_every) and self.step % self.eval_every == 0 and not last
+            if evaluated:
+                metrics.update(self.evaluate(self.step))
+            if not last and (evaluated or self.step % self.cfg.logging.log_every == 0 or self.step == 1):
+                self.log(metrics)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()
+                             if k in self.plot_keys[:3] and isinstance(v, float)})
+            if self.save_every and self.step % self.save_every == 0 and not last:
+                self.save()
+                self.plot()
+        bar.close()
+        final = self.evaluate(self.step)
+        self.log({**metrics, **final})
+        self.save()
+        self.export_final()
+        self.plot()
+        summary = {"steps": self.step, "seconds": round(time.time() - start, 1),
+                   **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}, **final,
+                   **self.summary_extra()}
+        if D.is_main():
+            atomic_write_json(self.run_dir / "summary.json", summary)
+            if self.metrics:
+                self.metrics.close()
+        D.barrier()
+        return summary
+
+    def export_final(self) -> None:
+        from rlvr.trainers.checkpoint import export_hf
+
+        export_hf(next(iter(self.engines.values())), self.tokenizer, self.run_dir / "final")
+
+    def summary_extra(self) -> dict:
+        return {}

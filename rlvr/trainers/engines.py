@@ -1,0 +1,96 @@
+"""DeepSpeed engines from rlvr config: batch arithmetic, the DeepSpeed config, optimizer and schedule."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from rlvr import distributed as D
+from rlvr.config import DeepSpeedConfig
+from rlvr.errors import UserError
+from rlvr.trainers.schedule import warmup_cosine
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a global batch is split: batch = micro * accumulation * ranks."""
+
+    batch: int
+    micro: int
+    accumulation: int
+    ranks: int
+
+    @staticmethod
+    def make(batch: int, micro: int, ranks: int, key: str = "trainer") -> "BatchPlan":
+        micro = min(micro, max(1, batch // ranks))
+        if batch % (micro * ranks):
+            raise UserError(f"{key}.batch_size: {batch} must be a multiple of {key}.micro_batch_size ({micro}) "
+                            f"times the number of ranks ({ranks})")
+        return BatchPlan(batch, micro, batch // (micro * ranks), ranks)
+
+
+def deepspeed_config(cfg: DeepSpeedConfig, plan: BatchPlan, grad_clip: float, dtype: str) -> dict:
+    zero: dict = {"stage": cfg.stage}
+    if cfg.stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    if cfg.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu"}
+    config = {
+        "train_batch_size": plan.batch,
+        "train_micro_batch_size_per_gpu": plan.micro,
+        "gradient_accumulation_steps": plan.accumulation,
+        "gradient_clipping": grad_clip,
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,  # a torch AdamW: DeepSpeed's fused ones need compiled ops
+        "bf16": {"enabled": dtype == "bfloat16"},
+        "fp16": {"enabled": dtype == "float16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if cfg.config_file:
+        path = Path(cfg.config_file)
+        if not path.is_file():
+            raise UserError(f"deepspeed.config_file: not found: {path}")
+        text = path.read_text()
+        user = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        _merge(config, user or {})
+    return config
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay: float,
+                warmup_steps: int, total_steps: int, min_lr_ratio: float):
+    """A DeepSpeed engine with AdamW and a warmup + cosine schedule stepped once per optimizer step."""
+    import deepspeed
+
+    def optimizer(params):
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+
+    def scheduler(opt):
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, warmup_steps, total_steps, min_lr_ratio))
+
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters()
+                                      if p.requires_grad], optimizer=optimizer, lr_scheduler=scheduler,
+                                      config=config, dist_init_required=False)
+    return engine
+
+
+def hf_zero3_context(config: dict):
+    """Keep this object alive while loading a pretrained model under ZeRO-3: transformers then loads the
+    weights straight into partitions instead of materialising the whole model on every rank."""
+    if config["zero_optimization"]["stage"] != 3 or D.world_size() == 1:
+        return None
+    from transformers.integrations import HfDeepSpeedConfig
+
+    return HfDeepSpeedConfig(config)

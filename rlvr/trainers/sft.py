@@ -1,0 +1,192 @@
+"""Supervised fine-tuning (stage 1): next-token loss on the response tokens only, through DeepSpeed.
+
+The loss of a step is the mean over every response token of the global batch, whatever the number of
+ranks and accumulation steps: each micro-batch contributes sum(nll) / N_global, scaled back up for
+DeepSpeed's averaging over ranks and accumulation steps. So 1 rank and N ranks take the same steps.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from rlvr import distributed as D
+from rlvr.algorithms.logprobs import sft_loss, token_logprobs
+from rlvr.config import SFTConfig
+from rlvr.data import load_rows, render_prompt, render_response
+from rlvr.data.templates import encode
+from rlvr.errors import UserError
+from rlvr.generation import sampling_params
+from rlvr.generation.hf import HFEngine
+from rlvr.models import load_model, load_tokenizer, prepare_model
+from rlvr.trainers.base import Trainer
+from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
+from rlvr.trainers.sampler import EpochSampler
+
+
+@dataclass
+class Example:
+    ids: list[int]
+    prompt_len: int  # tokens before the response; the loss skips them
+
+
+def tokenize_examples(tokenizer, rows: list[dict], cfg: SFTConfig) -> tuple[list[Example], int]:
+    """(examples, number truncated). The response is cut to fit max_seq_len; the prompt never is."""
+    out, truncated = [], 0
+    limit = cfg.trainer.max_seq_len
+    for i, row in enumerate(rows):
+        prompt = encode(tokenizer, render_prompt(tokenizer, row["prompt"], cfg.data))
+        response = encode(tokenizer, render_response(tokenizer, str(row["response"])))
+        if len(prompt) >= limit:
+            raise UserError(f"data row {i}: the prompt alone has {len(prompt)} tokens, over "
+                            f"trainer.max_seq_len={limit}")
+        if len(prompt) + len(response) > limit:
+            response, truncated = response[: limit - len(prompt)], truncated + 1
+        out.append(Example(prompt + response, len(prompt)))
+    return out, truncated
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch with `loss_mask` on the targets (position t predicts token t + 1)."""
+    width = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    loss_mask = torch.zeros_like(ids, dtype=torch.float32)
+    for row, e in enumerate(examples):
+        ids[row, : len(e.ids)] = torch.tensor(e.ids)
+        attention[row, : len(e.ids)] = 1
+        loss_mask[row, e.prompt_len : len(e.ids)] = 1.0
+    return {"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask[:, 1:]}
+
+
+def normalize_answer(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class SFTTrainer(Trainer):
+    plot_keys = ["loss", "eval_loss", "eval_accuracy", "lr"]
+
+    def __init__(self, cfg: SFTConfig):
+        t = cfg.trainer
+        super().__init__(cfg, t.max_steps, t.seed, t.save_every, t.eval_every, t.keep_checkpoints, t.resume)
+        model_path = prepare_model(cfg.model, self.run_dir, seed=t.seed) if D.is_main() else None
+        model_path = D.broadcast_object(model_path)
+        self.tokenizer = load_tokenizer(model_path)
+
+        need = {"prompt": str, "response": (str, int, float)}
+        train = load_rows(cfg.data, cfg.data.split, need)
+        self.train_set, truncated = tokenize_examples(self.tokenizer, train.rows, cfg)
+        eval_source = cfg.data.eval_source or cfg.data.source
+        held_out = load_rows(cfg.data, cfg.data.eval_split, need, source=eval_source,
+                             limit=cfg.data.eval_samples)
+        self.eval_rows = held_out.rows
+        self.eval_set, _ = tokenize_examples(self.tokenizer, self.eval_rows, cfg)
+        self.data_note = {"train_rows": len(self.train_set), "eval_rows": len(self.eval_rows),
+                          "skipped_rows": train.skipped + held_out.skipped, "truncated_rows": truncated}
+        self.log_line(f"data: {self.data_note}")
+
+        self.plan = BatchPlan.make(t.batch_size, t.micro_batch_size, D.world_size())
+        ds_config = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
+        zero3 = hf_zero3_context(ds_config)  # noqa: F841 - must stay alive while the model loads
+        model = load_model(model_path, cfg.model.dtype)
+        self.engine = make_engine(model, ds_config, t.lr, t.betas, t.weight_decay, t.warmup_steps,
+                                  t.max_steps, t.min_lr_ratio)
+        self.engines = {"model": self.engine}
+        self.sampler = EpochSampler(len(self.train_set), seed=t.seed)
+        self.generator = HFEngine(self.engine.module, self.tokenizer, batch_size=cfg.generation.batch_size,
+                                  seed=t.seed, sync_ranks=cfg.deepspeed.stage == 3)
+
+    # ---- training -------------------------------------------------------------------------------
+    def _micro_batches(self, indices: list[int]) -> list[list[Example]]:
+        """This rank's micro-batches of a global batch: rank r takes every ranks-th micro-batch."""
+        p = self.plan
+        chunks = [indices[i : i + p.micro] for i in range(0, len(indices), p.micro)]
+        return [[self.train_set[j] for j in c] for c in chunks[D.rank() :: p.ranks]]
+
+    def _loss(self, batch: dict, num_tokens: float) -> torch.Tensor:
+        logits = self.engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logprobs = token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:])
+        return sft_loss(logprobs, batch["loss_mask"], num_tokens)
+
+    def train_step(self, step: int) -> dict:
+        start = time.time()
+        indices = self.sampler.take(self.plan.batch)
+        num_tokens = sum(len(self.train_set[i].ids) - self.train_set[i].prompt_len for i in indices)
+        # DeepSpeed divides by accumulation steps and averages over ranks; undo both so the summed
+        # gradient is that of the global token mean.
+        scale = self.plan.accumulation * self.plan.ranks
+        loss_sum = 0.0
+        for examples in self._micro_batches(indices):
+            batch = collate(examples, self.tokenizer.pad_token_id)
+            loss = self._loss(batch, num_tokens)
+            self.engine.backward(loss * scale)
+            self.engine.step()
+            loss_sum += loss.item()
+        (loss_total,) = D.all_sum([loss_sum])
+        metrics = {"loss": loss_total, "lr": self.engine.get_lr()[0], "epoch": self.sampler.epoch,
+                   "tokens_per_second": num_tokens / (time.time() - start)}
+        norm = self.engine.get_global_grad_norm()  # DeepSpeed reports it under ZeRO only
+        if norm is not None:
+            metrics["grad_norm"] = float(norm)
+        return metrics
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def eval_loss(self) -> float:
+        subset = self.eval_set[: self.cfg.trainer.eval_loss_samples]
+        num_tokens = sum(len(e.ids) - e.prompt_len for e in subset)
+        mine = subset[D.rank() :: D.world_size()]
+        micro = self.plan.micro
+        # every rank runs the same number of forward passes (ZeRO-3 forwards are collectives)
+        passes = -(-len(subset) // (micro * D.world_size()))
+        total = 0.0
+        for k in range(passes):
+            chunk = mine[k * micro : (k + 1) * micro]
+            batch = collate(chunk or subset[:1], self.tokenizer.pad_token_id)
+            loss = self._loss(batch, num_tokens)
+            total += loss.item() if chunk else 0.0
+        (total,) = D.all_sum([total])
+        return total
+
+    def accuracy(self) -> float | None:
+        """Greedy exact match on the held-out rows that have a reference answer."""
+        rows = [r for r in self.eval_rows if r.get("reference") is not None]
+        if not rows:
+            return None
+        world = D.world_size()
+        per_rank = -(-len(rows) // world)
+        mine = list(range(D.rank() * per_rank, min(len(rows), (D.rank() + 1) * per_rank)))
+        padded = mine + [0] * (per_rank - len(mine))  # equal work per rank; the padding is not counted
+        prompts = [render_prompt(self.tokenizer, rows[i]["prompt"], self.cfg.data) for i in padded]
+        sp = sampling_params(self.cfg.generation)
+        sp.temperature = 0.0
+        samples = self.generator.generate(prompts, 1, sp)
+        hits = sum(normalize_answer(s.text) == normalize_answer(rows[i]["reference"])
+                   for i, s in zip(mine, samples))
+        (hits,) = D.all_sum([float(hits)])
+        return hits / len(rows)
+
+    def evaluate(self, step: int) -> dict:
+        out = {"eval_loss": self.eval_loss()}
+        acc = self.accuracy()
+        if acc is not None:
+            out["eval_accuracy"] = acc
+        return out
+
+    # ---- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+    def extra_rng(self) -> dict:
+        return {"generation": self.generator.generator.get_state()}
+
+    def load_extra_rng(self, state: dict) -> None:
+        if "generation" in state:
+            self.generator.generator.set_state(state["generation"])
+
+    def summary_extra(self) -> dict:
+        return self.data_note
