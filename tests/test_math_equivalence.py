@@ -44,6 +44,7 @@ ACCEPT = [
     (r"\frac{x}{2}", "0.5x", "coefficient"),
     ("-2+7i", "7i-2", "complex, reordered"),
     (r"\sin^2 x + \cos^2 x", "1", "identity"),
+    (r"\sqrt{x^2}", "|x|", "absolute value"),
     # structures
     ("(1,-16,-4,43)", r"\left(1, -16, -4, 43\right)", "tuple"),
     (r"\{1,2\}", "1, 2", "set vs list"),
@@ -54,6 +55,9 @@ ACCEPT = [
     (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", "(1,2)", "vector vs tuple"),
     (r"\begin{bmatrix}1&2\\3&4\end{bmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", "matrix"),
     # equations
+    (r"\log_2 8", "3", "log base"),
+    (r"k \ge 3", r"[3, \infty)", "inequality vs interval"),
+    (r"(-\infty, 3)", "x < 3", "interval vs inequality"),
     ("x=3", "3", "assignment vs value"),
     ("3", "k=3", "value vs assignment"),
     ("a=1, b=2", "(1,2)", "assignments vs tuple"),
@@ -84,6 +88,8 @@ REJECT = [
     ("42", "52_8", "value in another base"),
     (r"\begin{pmatrix}1\\3\end{pmatrix}", "(1,2)", "vector entry"),
     ("x<3", r"x \le 3", "strict vs non-strict"),
+    ("x", r"\sqrt{x^2}", "absolute value"),
+    (r"(-\infty, 3]", "x < 3", "interval vs inequality end"),
 ]
 
 

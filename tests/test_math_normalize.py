@@ -56,7 +56,8 @@ from verifiers.math_normalize import (
         (strip_punctuation, " 7 ;", "7"),
         (strip_punctuation, "(C)", "C"),
         (strip_punctuation, "b)", "B"),
-        (collapse_space, r"2 + 7 i", "2+7i"),
+        (collapse_space, r"2 + 7 i", "2+7 i"),
+        (collapse_space, r"\log_2 8", r"\log_2 8"),
         (collapse_space, r"\pi r^2", r"\pi r^2"),
     ],
 )

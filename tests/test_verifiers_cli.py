@@ -9,7 +9,7 @@ import pytest
 from rlvr.cli.verify import output_row, parse_options, read_rows, to_sample
 from rlvr.errors import UserError
 from verifiers import Score
-from verifiers.audit import build_cases, perturbations, read_gold, resolve_data
+from verifiers.audit import build_cases, perturbations, read_gold, resolve_data, rewrites
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,5 +125,17 @@ def test_audit_reader_errors_name_the_line(tmp_path):
     with pytest.raises(ValueError, match=r"g.jsonl:2: expected"):
         read_gold(bad)
     cases = build_cases(read_gold(write_jsonl(tmp_path / "ok.jsonl", [{"reference": "5"}])))
-    assert [(c.kind, c.expect) for c in cases] == [
-        ("gold", True), ("perturbed", False), ("perturbed", False), ("hedging", False)]
+    assert [(c.kind, c.expect, c.sample.completion) for c in cases] == [
+        ("gold", True, r"\boxed{5}"),
+        ("rewritten", True, r"\boxed{5.0}"),
+        ("rewritten", True, r"\boxed{x = 5}"),
+        ("perturbed", False, r"\boxed{6}"),
+        ("perturbed", False, r"\boxed{-5}"),
+        ("hedging", False, r"It is \boxed{5} or maybe \boxed{6}."),
+    ]
+
+
+def test_rewrites_are_equivalent_spellings():
+    assert rewrites(r"\frac{3}{8}") == ["3/8", "0.375", r"\dfrac{3}{8}"]
+    assert rewrites("1, 2") == ["2, 1"]
+    assert rewrites("58,500") == []  # a thousands separator, not a list

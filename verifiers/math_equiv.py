@@ -67,7 +67,7 @@ def scalars_equal(a: sympy.Basic, b: sympy.Basic, rel_tol: float) -> bool:
 
 
 def _equal_at_points(a: sympy.Basic, b: sympy.Basic, symbols: list, rel_tol: float) -> bool:
-    """Compare at SAMPLE_POINTS random real points (seeded: same verdict every run).
+    """Compare at SAMPLE_POINTS random real points of either sign (seeded: same verdict every run).
 
     A mismatch at any point where both sides are finite rejects; agreement at >= 3 points accepts
     (distinct elementary expressions agree on a set of measure zero); else simplify decides.
@@ -75,7 +75,8 @@ def _equal_at_points(a: sympy.Basic, b: sympy.Basic, symbols: list, rel_tol: flo
     rng = random.Random(12345)
     agreed = 0
     for _ in range(SAMPLE_POINTS):
-        point = {s: sympy.Float(rng.uniform(*SAMPLE_RANGE), 20) for s in symbols}
+        # both signs: x and |x| (or sqrt(x^2)) agree on positives only
+        point = {s: sympy.Float(rng.choice((-1, 1)) * rng.uniform(*SAMPLE_RANGE), 20) for s in symbols}
         va, vb = _complex(a.xreplace(point)), _complex(b.xreplace(point))
         if va is None or vb is None:
             continue
@@ -90,6 +91,26 @@ def _simplifies_to_zero(diff: sympy.Basic) -> bool:
         return bool(sympy.simplify(diff) == 0)
     except Exception:
         return False
+
+
+def _solution_set(rel: sympy.Basic) -> sympy.Set | None:
+    """The real solution set of an inequality in one variable, e.g. `x >= 3` -> [3, oo)."""
+    if len(rel.free_symbols) != 1:
+        return None
+    try:
+        return rel.as_set()
+    except (NotImplementedError, TypeError, ValueError):
+        return None
+
+
+def _open_interval(pair: sympy.Tuple) -> sympy.Basic:
+    """(a, b) read as the open interval it may denote, when that makes sense; else the pair itself."""
+    if len(pair.args) != 2:
+        return pair
+    try:
+        return sympy.Interval.open(*pair.args)
+    except (TypeError, ValueError):
+        return pair
 
 
 def _match_unordered(xs: tuple, ys: tuple, equal: Equal) -> bool:
@@ -153,6 +174,13 @@ def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bo
             if isinstance(other, sympy.Tuple):
                 return _match_unordered(tuple(s.args), tuple(other.args), equal)
             return False
+    # an inequality in one variable against a set: compare its solution set (x < 3 vs (-oo, 3))
+    for rel, other in ((pred, ref), (ref, pred)):
+        if isinstance(rel, sympy.core.relational.Relational) and not isinstance(rel, sympy.Eq):
+            other = _open_interval(other) if isinstance(other, sympy.Tuple) else other
+            if isinstance(other, sympy.Set):
+                as_set = _solution_set(rel)
+                return as_set is not None and (equal(as_set, other) if rel is pred else equal(other, as_set))
     # intervals and unions of intervals
     if isinstance(pred, sympy.Interval) and isinstance(ref, sympy.Interval):
         return (

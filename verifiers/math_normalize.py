@@ -127,9 +127,10 @@ def strip_punctuation(s: str) -> str:
 
 
 def collapse_space(s: str) -> str:
-    """Whitespace goes except between two letters (`\\pi r` must not become `\\pir`)."""
+    """Whitespace goes except between two letters or digits (`\\pi r` must not become `\\pir`, nor
+    `\\log_2 8` become `\\log_28`)."""
     s = re.sub(r"\s+", " ", s).strip()
-    return re.sub(r"(?<![a-zA-Z]) | (?![a-zA-Z])", "", s)
+    return re.sub(r"(?<![a-zA-Z0-9]) | (?![a-zA-Z0-9])", "", s)
 
 
 RULES = (

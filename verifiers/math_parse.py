@@ -1,9 +1,15 @@
 """Normalised answer string -> sympy object, with cheap guards in front of the LaTeX parser.
 
-Plain numbers (integers, decimals, a/b, \\frac{a}{b}, mixed numbers) are parsed exactly without sympy's
-parser; everything else goes to latex2sympy2_extended. Guards refuse before any expensive work:
-over-long answers, deep bracket nesting (the ANTLR parser's time grows steeply with nesting depth) and
-numbers with more than MAX_DIGITS digits (power towers such as 9^{9^{9^9}}).
+Order of attempts (the first that applies wins):
+  1. plain numbers (integers, decimals, a/b, \\frac{a}{b}, mixed numbers), exactly, without a parser;
+  2. numbers in a base (`52_8`), as opaque symbols;
+  3. a chain `x = 2 + 3 = 5` or `0.56 = 56`: its last side; an assignment `x = ...`: Eq(x, value);
+  4. ASCII algebra (`x^2+2x`): sympy's expression parser, unevaluated;
+  5. lists, tuples, intervals, sets, unions, matrices: split (math_structure), elements parsed alone;
+  6. anything else: latex2sympy2_extended.
+Guards refuse before any expensive work: over-long answers, deep bracket nesting (the ANTLR parser's
+time grows steeply with nesting depth) and numbers with more than MAX_DIGITS digits (power towers
+such as 9^{9^{9^9}}), checked on the unevaluated expression.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from functools import lru_cache
 from tokenize import TokenError
 
 import sympy
+from latex2sympy2_extended import latex2sympy  # at import time: the pool's forkserver preloads it once
 
 from verifiers.math_structure import parse_structure, split_top_level
 
@@ -114,12 +121,6 @@ def _exact_floats(expr: sympy.Basic) -> sympy.Basic:
     return expr.xreplace({f: sympy.Rational(str(f)) for f in floats}) if floats else expr
 
 
-def _latex2sympy(s: str) -> sympy.Basic:
-    from latex2sympy2_extended import latex2sympy  # imported lazily: worker warmup pays for it once
-
-    return latex2sympy(s)
-
-
 @lru_cache(maxsize=8192)
 def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
     """The sympy value of the normalised answer `s` (cached: a reference is parsed once per group)."""
@@ -133,7 +134,8 @@ def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
     based = base_number(s)
     if based is not None:
         return based
-    sides = split_top_level(s, "=") if len(split_top_level(s, ",")) == 1 else [s]
+    single = len(split_top_level(s, ",")) == 1 and not re.search(r"[<>!]", s)
+    sides = split_top_level(s, "=") if single else [s]
     if len(sides) > 2 or (len(sides) == 2 and not re.search(r"[a-zA-Z]", sides[0])):
         # `x = 2 + 3 = 5` and `0.56 = 56` : the last side is the answer being stated
         return parse(sides[-1], max_chars)
@@ -152,7 +154,7 @@ def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
     if structured is not None:
         return structured
     try:
-        expr = _latex2sympy(s)
+        expr = latex2sympy(s)
     except RecursionError:
         raise ParseFailure("expression nested too deeply") from None
     except Exception as e:
@@ -189,5 +191,5 @@ def _plain_algebra(s: str) -> sympy.Basic:
     try:
         return parse_expr(s, transformations=standard_transformations + (implicit_multiplication, convert_xor),
                           evaluate=False)
-    except (SyntaxError, TypeError, ValueError, TokenError) as e:
+    except (SyntaxError, TokenError, Exception) as e:  # parse_expr evaluates code: any error means no
         raise ParseFailure(f"unparseable: {type(e).__name__}") from None
