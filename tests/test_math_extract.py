@@ -49,6 +49,7 @@ def test_hash_answer_takes_last_line_value():
         ("The final answer is $\\frac{1}{2}$.\nThanks", "$\\frac{1}{2}$"),
         ("Final Answer: 3.5.", "3.5"),
         ("answer: -7", "-7"),
+        ("**Final Answer:** 18", "18"),
     ],
 )
 def test_answer_is(text, expected):

@@ -13,6 +13,7 @@ from verifiers.math_normalize import (
     strip_thousands,
     strip_units,
     unify_commands,
+    unify_unicode,
 )
 
 
@@ -48,6 +49,10 @@ from verifiers.math_normalize import (
         (strip_units, "4 cm^2", "4"),
         (strip_units, "5 square units", "5"),
         (strip_units, "5m", "5m"),  # a single letter may be a variable
+        (strip_units, "18 eggs", "18"),
+        (strip_units, "1,000 red apples", "1,000"),
+        (strip_units, "2 x", "2 x"),
+        (unify_unicode, "−5×2π", "-5\\times 2\\pi "),
         (strip_thousands, "58,500", "58500"),
         (strip_thousands, "1,234,567.5", "1234567.5"),
         (strip_thousands, "(1,000)", "(1,000)"),  # inside brackets a comma separates

@@ -102,3 +102,10 @@ def test_bad_arguments_are_rejected():
         VerifierPool(Hostile(), workers=1, start_method="fork")
     with pytest.raises(ValueError, match="timeout"):
         VerifierPool(Hostile(), workers=1, timeout=0)
+
+
+def test_score_after_close_raises():
+    p = VerifierPool(Hostile(), workers=1, timeout=1.0)
+    p.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        p.score([Sample(completion="1")])

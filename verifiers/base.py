@@ -6,7 +6,6 @@ that `verifiers.pool.VerifierPool` can ship them to worker processes.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -200,7 +199,3 @@ def compose(spec: list[dict[str, Any]] | str) -> Verifier:
         return parts[0].verifier
     return Composite(parts)
 
-
-def with_details(score: Score, **details: Any) -> Score:
-    """A copy of `score` with extra details (Score is a plain dataclass; this keeps callers pure)."""
-    return dataclasses.replace(score, details={**score.details, **details})

@@ -55,7 +55,7 @@ class MathVerifier(Verifier):
         if problem:
             return _wrong(problem, extracted=answers[-1][:200])
         correct, how = self.compare(answer, reference)
-        details = {"extracted": answer[:200]}
+        details = {"extracted": answer[:200], "extracted_from": source}
         return Score(reward=float(correct), correct=correct, reason=how, details=details)
 
     def _single_answer(self, answers: list[str], reference: str) -> tuple[str, str]:

@@ -79,7 +79,7 @@ def answer_is(text: str) -> str | None:
     matches = ANSWER_IS.findall(text)
     if not matches:
         return None
-    answer = matches[-1].strip()
+    answer = matches[-1].strip().strip("*").strip()  # `**Final Answer:** 18` (markdown bold)
     end = SENTENCE_END.search(answer)
     return answer[: end.start()] if end else answer
 

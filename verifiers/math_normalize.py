@@ -21,8 +21,20 @@ UNITS = (
 ).split()
 UNIT_TAIL = re.compile(r"(?<=[\d}\s])\s*(?:" + "|".join(sorted(UNITS, key=len, reverse=True)) + r")(?:\^\{?[23]\}?)?\s*$", re.IGNORECASE)
 UNIT_POWER = re.compile(r"\s*\^\s*\{?\s*[23]\s*\}?")
+NUMBER_WORDS = re.compile(r"^\s*(-?[\d.,]*\d)\s+(?:[A-Za-z]{3,}\s*)+$")
 THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d])")
 CHOICE = re.compile(r"^\(?([A-Ea-e])\)$|^\(([A-Ea-e])\)?$")
+
+
+UNICODE = {"−": "-", "–": "-", "×": "\\times ", "·": "\\cdot ", "÷": "\\div ", "π": "\\pi ", "∞": "\\infty ",
+           "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "√": "\\sqrt", "∪": "\\cup "}
+
+
+def unify_unicode(s: str) -> str:
+    """Unicode math symbols as LaTeX: `−5` -> `-5`, `2π` -> `2\\pi`, `×` -> `\\times`, `√2` -> `\\sqrt2`."""
+    for char, latex in UNICODE.items():
+        s = s.replace(char, latex)
+    return s
 
 
 def strip_delimiters(s: str) -> str:
@@ -103,11 +115,13 @@ def strip_percent_and_currency(s: str) -> str:
 
 
 def strip_units(s: str) -> str:
-    """A unit word (or its square/cube) trailing a number goes: `10 inches` -> `10`, `4 cm^2` -> `4`."""
+    """A unit word (or its square/cube) trailing a number goes: `10 inches` -> `10`, `4 cm^2` -> `4`;
+    so do any words after a plain number: `18 eggs` -> `18` (a count of things is the number)."""
     previous = None
     while previous != s:
         previous, s = s, UNIT_TAIL.sub("", s).rstrip()
-    return s
+    m = NUMBER_WORDS.match(s)
+    return m.group(1) if m else s
 
 
 def strip_thousands(s: str) -> str:
@@ -134,6 +148,7 @@ def collapse_space(s: str) -> str:
 
 
 RULES = (
+    unify_unicode,
     strip_percent_and_currency,  # before the `$` delimiters go, or `\$5` would lose only its `$`
     strip_delimiters,
     strip_approximation,

@@ -91,6 +91,8 @@ class VerifierPool:
 
     `workers=0` runs in-process (no hard timeout; exceptions are still caught) for debugging.
     `memory_mb` optionally caps each worker's address space. Thread-safe: calls are serialized.
+    As with any forkserver/spawn pool, a script that creates one needs the `if __name__ == "__main__":`
+    guard (workers re-import the main module).
     """
 
     def __init__(
@@ -124,6 +126,8 @@ class VerifierPool:
         with self._lock:
             if self.n_workers == 0:
                 return [verify_safely(self.verifier, s) for s in samples]
+            if not self._workers:
+                raise RuntimeError("VerifierPool.score called after close()")
             return self._score(list(samples))
 
     def _chunk_size(self, waiting: int) -> int:
