@@ -53,18 +53,27 @@ def rlvr_judge(cold: bool):  # type: ignore[no-untyped-def]
     return judge
 
 
-def run(judge, cases: list[Case]) -> tuple[list[bool], float]:  # type: ignore[no-untyped-def]
-    """Verdicts and total seconds, one case at a time (after three warm-up calls)."""
+def run(judge, cases: list[Case]) -> tuple[list[bool], list[float]]:  # type: ignore[no-untyped-def]
+    """Verdicts and seconds per case, one case at a time (after three warm-up calls)."""
     for case in cases[:3]:
         judge(case.sample)
-    verdicts = []
-    start = time.perf_counter()
+    verdicts, seconds = [], []
     for case in cases:
+        start = time.perf_counter()
         try:
             verdicts.append(judge(case.sample))
         except Exception:
             verdicts.append(False)
-    return verdicts, time.perf_counter() - start
+        seconds.append(time.perf_counter() - start)
+    return verdicts, seconds
+
+
+def ms_by_kind(cases: list[Case], seconds: list[float]) -> dict[str, float]:
+    """Mean milliseconds per case of each kind (gold is mostly an exact string match for rlvr; the
+    rewritten and perturbed kinds need real parsing and comparison)."""
+    kinds = dict.fromkeys(c.kind for c in cases)
+    return {k: 1000 * sum(t for c, t in zip(cases, seconds) if c.kind == k) / sum(c.kind == k for c in cases)
+            for k in kinds}
 
 
 def agreement(cases: list[Case], verdicts: list[bool]) -> dict:
@@ -111,8 +120,12 @@ def main() -> None:
         ("rlvr_warm", rlvr_judge(cold=False)),
     ):
         verdicts, seconds = run(judge, cases)
-        results["checkers"][label] = {"ms_per_case": 1000 * seconds / len(cases), **agreement(cases, verdicts)}
-        print(f"  {label}: {1000 * seconds / len(cases):.2f} ms/case")
+        results["checkers"][label] = {
+            "ms_per_case": 1000 * sum(seconds) / len(cases),
+            "ms_per_case_by_kind": ms_by_kind(cases, seconds),
+            **agreement(cases, verdicts),
+        }
+        print(f"  {label}: {1000 * sum(seconds) / len(cases):.2f} ms/case")
     mv = results["checkers"]["math_verify"]["ms_per_case"]
     results["speedup_cold"] = mv / results["checkers"]["rlvr_cold"]["ms_per_case"]
     results["speedup_warm"] = mv / results["checkers"]["rlvr_warm"]["ms_per_case"]
@@ -133,6 +146,9 @@ def print_table(results: dict) -> None:
     for label, r in results["checkers"].items():
         row = f"{label:<12} {r['ms_per_case']:>8.2f} {r['overall']:>7.4f} {r['without_hedging']:>8.4f} "
         print(row + " ".join(f"{r['by_kind'][k]:>10.4f}" for k in kinds))
+    print("ms/case by kind: " + "; ".join(
+        f"{label} " + ", ".join(f"{k} {v:.2f}" for k, v in r["ms_per_case_by_kind"].items())
+        for label, r in results["checkers"].items()))
     print(f"speed-up over Math-Verify (1 process): cold cache {results['speedup_cold']:.1f}x, "
           f"warm cache {results['speedup_warm']:.1f}x")
     for w, rates in results["pool_cases_per_second"].items():
