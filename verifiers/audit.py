@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,9 +248,3 @@ def format_report(report: dict) -> str:
             lines.append(f"  {label}: row {ex['row']} ({ex['kind']}) ref={ex['reference']!r} ...{tail!r}: {ex['reason']}")
     return "\n".join(lines)
 
-
-def timed(fn, *args):  # type: ignore[no-untyped-def]
-    """(result, seconds) of fn(*args)."""
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
