@@ -107,6 +107,6 @@ def test_sigkill_and_resume_matches_uninterrupted(reference, tmp_path):
 
 def test_existing_run_is_not_overwritten(reference, tmp_path):
     out = tmp_path / "once"
-    sft(out, f"trainer.max_steps=2")
+    sft(out, "trainer.max_steps=2")
     proc = run_rlvr("train", CONFIG, *SMALL_SFT, "trainer.max_steps=2", f"logging.out_dir={out}")
     assert proc.returncode == 2 and "already holds checkpoints" in proc.stderr

@@ -1,16 +1,13 @@
-"""Typed run configuration: dataclasses, loaded from YAML, with dotted overrides.
+"""Loading YAML into the typed configs: type checks, dotted overrides, one-line errors.
 
-    cfg = load_config("configs/sft_arith.yaml", ["trainer.lr=3e-4", "data.max_samples=200"])
-
-Every value is checked against the dataclass field's type while loading, so a typo or a wrong type fails
-at once with one line naming the key and what was expected, never deep inside a run.
+Every value is checked against its dataclass field's type while loading, so a typo or a wrong type
+fails at once with one line naming the key and what was expected, never deep inside a run.
 """
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -19,148 +16,6 @@ import yaml
 from rlvr.errors import UserError
 
 
-# --------------------------------------------------------------------------------------------------
-# The parts of a run
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class TinyModelConfig:
-    """A Llama-family model built from scratch, with a character-level tokenizer made locally."""
-
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 128
-    alphabet: str = "0123456789+-*=() "  # characters of the character-level vocabulary
-
-
-@dataclass
-class ModelConfig:
-    # A local HF folder, a hub id, a .gguf file, 'smollm2-135m-instruct' (the shipped GGUF), or 'tiny'.
-    name: str = "tiny"
-    gguf_file: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-
-
-@dataclass
-class ArithConfig:
-    """The built-in `arith` task: integer arithmetic, deterministic by seed."""
-
-    operands: int = 2
-    digits: int = 2  # maximum digits per operand
-    ops: str = "+"  # any of + - *
-    train_size: int = 20000
-    test_size: int = 500
-    seed: int = 0
-
-
-@dataclass
-class FieldsConfig:
-    """Which field of a data row holds what. Unused ones are ignored."""
-
-    prompt: str = "prompt"
-    response: str = "response"  # the target completion for SFT
-    reference: str = "reference"  # the reference answer a verifier checks against
-    chosen: str = "chosen"
-    rejected: str = "rejected"
-
-
-@dataclass
-class DataConfig:
-    # 'arith', 'gsm8k', 'math500', 'humaneval', 'hh-rlhf', a local .jsonl/.json/.jsonl.gz/.parquet file,
-    # or a hub data set name.
-    source: str = "arith"
-    split: str = "train"
-    eval_source: str | None = None  # defaults to `source`
-    eval_split: str = "test"
-    fields: FieldsConfig = field(default_factory=FieldsConfig)
-    # 'chat': the tokenizer's chat template; 'plain': `prompt_format` with {prompt} filled in.
-    template: Literal["chat", "plain"] = "chat"
-    prompt_format: str = "{prompt}"
-    system_prompt: str | None = None
-    max_samples: int | None = None
-    eval_samples: int | None = None
-    on_bad_row: Literal["error", "skip"] = "error"
-    arith: ArithConfig = field(default_factory=ArithConfig)
-
-
-@dataclass
-class GenerationConfig:
-    backend: Literal["hf", "vllm"] = "hf"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 64
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
-    batch_size: int = 64  # prompts per forward batch (hf backend)
-
-
-@dataclass
-class DeepSpeedConfig:
-    stage: Literal[0, 1, 2, 3] = 0
-    offload_optimizer: bool = False
-    # A DeepSpeed JSON/YAML file whose keys override the generated config (for users who know DeepSpeed).
-    config_file: str | None = None
-
-
-@dataclass
-class SFTTrainerConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1  # the cosine schedule decays to lr * min_lr_ratio
-    max_steps: int = 1000
-    batch_size: int = 64  # global: prompts per optimizer step, across ranks and accumulation
-    micro_batch_size: int = 64  # per rank per forward pass
-    max_seq_len: int = 512
-    grad_clip: float = 1.0
-    eval_every: int = 200
-    eval_loss_samples: int = 256
-    save_every: int = 0  # 0: only at the end
-    keep_checkpoints: int = 2
-    resume: bool = False
-    seed: int = 0
-
-
-@dataclass
-class LoggingConfig:
-    out_dir: str = "runs/sft"
-    log_every: int = 10
-    progress: bool = True
-    tensorboard: bool = True  # only when tensorboard is installed
-
-
-@dataclass
-class SFTConfig:
-    kind: Literal["sft"] = "sft"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(temperature=0.0))
-    trainer: SFTTrainerConfig = field(default_factory=SFTTrainerConfig)
-    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-
-
-@dataclass
-class GenerateConfig:
-    """`rlvr generate`: a model, a template and sampling settings."""
-
-    kind: Literal["generate"] = "generate"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-
-
-# kind -> top-level config class; later trainers (rl, reward_model, preference) register here.
-KINDS: dict[str, type] = {"sft": SFTConfig, "generate": GenerateConfig}
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading and checking
-# --------------------------------------------------------------------------------------------------
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -275,6 +130,8 @@ def config_from_dict(data: dict, overrides: list[str] = (), source: str = "confi
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(data, key, value)
+    from rlvr.config import KINDS
+
     kind = data.get("kind", "sft")
     if kind not in KINDS:
         raise UserError(f"{source}: kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")

@@ -1,0 +1,4 @@
+"""`kind: eval` configs."""
+from __future__ import annotations
+
+KINDS: dict[str, type] = {}

@@ -1,0 +1,4 @@
+"""`kind: rl` configs."""
+from __future__ import annotations
+
+KINDS: dict[str, type] = {}

@@ -1,0 +1,52 @@
+"""`kind: sft` (supervised fine-tuning) and `kind: generate`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rlvr.config.parts import (DataConfig, DeepSpeedConfig, GenerationConfig, LoggingConfig,
+                               ModelConfig)
+
+
+@dataclass
+class SFTTrainerConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1  # the cosine schedule decays to lr * min_lr_ratio
+    max_steps: int = 1000
+    batch_size: int = 64  # global: prompts per optimizer step, across ranks and accumulation
+    micro_batch_size: int = 64  # per rank per forward pass
+    max_seq_len: int = 512
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    eval_loss_samples: int = 256
+    save_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    resume: bool = False
+    seed: int = 0
+
+
+@dataclass
+class SFTConfig:
+    kind: Literal["sft"] = "sft"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(temperature=0.0))
+    trainer: SFTTrainerConfig = field(default_factory=SFTTrainerConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+@dataclass
+class GenerateConfig:
+    """`rlvr generate`: a model, a template and sampling settings."""
+
+    kind: Literal["generate"] = "generate"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+KINDS = {"sft": SFTConfig, "generate": GenerateConfig}

@@ -1,0 +1,65 @@
+import math
+
+import pytest
+import torch
+
+from rlvr.algorithms.logprobs import entropy, sft_loss, token_logprobs
+from rlvr.trainers.engines import BatchPlan
+from rlvr.trainers.sampler import EpochSampler
+from rlvr.trainers.schedule import warmup_cosine
+from rlvr.trainers.sft import Example, collate
+from rlvr.errors import UserError
+
+
+def test_token_logprobs_and_entropy_hand_case():
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]]))
+    lp = token_logprobs(logits, torch.tensor([[0, 1]]))
+    assert lp[0].tolist() == pytest.approx([math.log(0.5), math.log(0.8)], abs=1e-6)
+    h = entropy(logits)
+    assert h[0, 0].item() == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)), abs=1e-6)
+
+
+def test_sft_loss_counts_only_masked_tokens_over_the_global_count():
+    logprobs = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]])
+    mask = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
+    assert sft_loss(logprobs, mask, 3).item() == pytest.approx((2 + 3 + 6) / 3)
+    # the same tokens split across two "ranks" sum to the same loss
+    a = sft_loss(logprobs[:1], mask[:1], 3) + sft_loss(logprobs[1:], mask[1:], 3)
+    assert a.item() == pytest.approx((2 + 3 + 6) / 3)
+
+
+def test_collate_masks_the_prompt_and_padding():
+    batch = collate([Example([5, 6, 7, 8], 2), Example([5, 9, 2], 1)], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [5, 9, 2, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    # loss_mask[t] says whether token t+1 is a response token
+    assert batch["loss_mask"].tolist() == [[0, 1, 1], [1, 1, 0]]
+
+
+def test_warmup_cosine_hand_values():
+    assert warmup_cosine(0, 10, 110, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 110, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(10, 10, 110, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(60, 10, 110, 0.1) == pytest.approx(0.55)
+    assert warmup_cosine(110, 10, 110, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(500, 10, 110, 0.1) == pytest.approx(0.1)
+
+
+def test_sampler_resumes_exactly_and_crosses_epochs():
+    a = EpochSampler(10, seed=3)
+    first = a.take(4) + a.take(4) + a.take(4)  # crosses into epoch 1
+    assert sorted(first[:10]) == list(range(10)) and a.epoch == 1
+    b = EpochSampler(10, seed=3)
+    b.take(4)
+    c = EpochSampler(10, seed=3)
+    c.load_state_dict(b.state_dict())
+    assert c.take(8) == first[4:]
+    with pytest.raises(ValueError, match="data set of 10 rows"):
+        EpochSampler(11, seed=3).load_state_dict(b.state_dict())
+
+
+def test_batch_plan():
+    assert BatchPlan.make(64, 16, 2) == BatchPlan(64, 16, 2, 2)
+    assert BatchPlan.make(16, 64, 2) == BatchPlan(16, 8, 1, 2)  # micro shrinks to fit
+    with pytest.raises(UserError, match="trainer.batch_size: 60 must be a multiple"):
+        BatchPlan.make(60, 16, 2)
