@@ -2,10 +2,17 @@
 
 Each run is a child process tree watched by a supervisor loop that mostly sleeps in poll(), so a
 thread per concurrent run is enough: the work happens in the sandboxed processes, not under the GIL.
+
+With `warm=True`, Python jobs run in resident sandboxes (sandbox.warm), by fork instead of a fresh
+interpreter and namespace per job; other jobs, and any job whose warm sandbox failed, run cold. Idle warm
+sandboxes wait in a free list, at most one per worker. They are started from one spawner thread that lives
+as long as the pool, because bwrap's --die-with-parent follows the thread that started it: started from a
+worker, a sandbox would die with that worker at shutdown, leaving its init for the host's init to reap.
 """
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,6 +20,7 @@ from dataclasses import dataclass, field
 from sandbox.limits import Isolation, Limits
 from sandbox.result import Result
 from sandbox.runner import Build, FileContent, build, run
+from sandbox.warm import WarmSandbox, WarmSandboxBroken, supported
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,9 @@ class Job:
     files: Mapping[str, FileContent] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     isolation: Isolation = field(default_factory=Isolation)
+    # The program is trusted code (e.g. a test harness that loads the untrusted program itself): a warm
+    # sandbox may compile it once and reuse it. Never set this for model output.
+    trusted: bool = False
 
 
 def _run_job(job: Job) -> Result:
@@ -32,16 +43,47 @@ def _run_job(job: Job) -> Result:
 class Pool:
     """`workers` runs at a time (default: the number of CPUs). Use as a context manager."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, warm: bool = False) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self.warm = warm
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="sandbox-spawner") if warm else None
+        self._warm_lock = threading.Lock()
+        self._idle: dict[tuple, list[WarmSandbox]] = {}
+        self._warm_sandboxes: list[WarmSandbox] = []
+        self.leftovers: list[str] = []  # processes swept when warm sandboxes closed (should stay empty)
+
+    def _checkout(self, key: tuple, job: Job) -> WarmSandbox:
+        with self._warm_lock:
+            if self._idle.get(key):
+                return self._idle[key].pop()
+        box = self._spawner.submit(WarmSandbox, job.limits.disk_bytes, job.isolation).result()
+        with self._warm_lock:
+            self._warm_sandboxes.append(box)
+        return box
+
+    def _warm_run(self, job: Job) -> Result:
+        key = (job.limits.disk_bytes, job.isolation)
+        try:
+            box = self._checkout(key, job)
+            result = box.run(job.program, job.stdin, dict(job.files), job.limits, job.trusted)
+        except WarmSandboxBroken:
+            return _run_job(job)
+        with self._warm_lock:
+            self._idle.setdefault(key, []).append(box)
+        return result
+
+    def _dispatch(self, job: Job) -> Result:
+        if self.warm and job.language == "python" and supported(job.isolation):
+            return self._warm_run(job)
+        return _run_job(job)
 
     def map(self, jobs: Iterable[Job]) -> Iterator[Result]:
         """Results in job order."""
-        return self._executor.map(_run_job, jobs)
+        return self._executor.map(self._dispatch, jobs)
 
     def submit(self, job: Job) -> Future:
-        return self._executor.submit(_run_job, job)
+        return self._executor.submit(self._dispatch, job)
 
     def build(self, program: FileContent, language: str, limits: Limits, isolation: Isolation) -> "Future[Build]":
         """Compile in the background; see sandbox.build."""
@@ -49,6 +91,13 @@ class Pool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        with self._warm_lock:
+            for box in self._warm_sandboxes:
+                self.leftovers += box.close()
+            self._warm_sandboxes.clear()
+            self._idle.clear()
+        if self._spawner is not None:
+            self._spawner.shutdown(wait=True)
 
     def __enter__(self) -> "Pool":
         return self
@@ -57,6 +106,6 @@ class Pool:
         self.close()
 
 
-def run_many(jobs: Iterable[Job], workers: int | None = None) -> list[Result]:
-    with Pool(workers) as pool:
+def run_many(jobs: Iterable[Job], workers: int | None = None, warm: bool = False) -> list[Result]:
+    with Pool(workers, warm) as pool:
         return list(pool.map(jobs))

@@ -45,7 +45,9 @@ def argv(launch: Launch) -> list[str]:
              "--size", str(launch.disk_bytes), "--tmpfs", WORKDIR, "--symlink", WORKDIR, "/tmp"]
     for name, fd in launch.files:
         args += ["--perms", "0755" if name in launch.executables else "0644", "--file", str(fd), f"{WORKDIR}/{name}"]
-    args += ["--chdir", WORKDIR, "--clearenv"]
+    # The root is bwrap's own tmpfs: read-only, so /box and /dev/shm stay the only writable places
+    # (a warm sandbox wipes exactly those between programs).
+    args += ["--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
     for key, value in SANDBOX_ENV.items():
         args += ["--setenv", key, value]
     if launch.seccomp_fd is not None:

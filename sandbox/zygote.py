@@ -1,0 +1,274 @@
+"""Warm-sandbox server. Runs INSIDE a bubblewrap sandbox (system python, standard library only) as pid 1.
+
+Starting an interpreter and a namespace per program costs tens of milliseconds; forking an interpreter that
+is already running costs one. The host starts this server once in a sandbox (private uid, namespaces,
+seccomp, tmpfs /box) and sends it Python jobs, one JSON line each, on stdin. For each job it forks a child
+that lowers its rlimits, takes fresh pipes as stdin/stdout/stderr, and runs the program as __main__;
+the server enforces wall time and output size, then, as pid 1, kills every other process in the
+namespace, reaps them, and wipes /box and /dev/shm before answering with one JSON line on stdout. So each
+job starts from the same state as a cold run: no process, file or shared memory of an earlier job remains.
+
+The server never runs job code itself, is non-dumpable (its memory and fds cannot be opened through /proc)
+and, as its namespace's init, ignores signals from jobs. SysV IPC is refused by the seccomp filter, since
+its objects would outlive a job.
+"""
+from __future__ import annotations
+
+import ast  # noqa: F401  (pre-imported for jobs: the code verifier's harness uses these)
+import atexit
+import base64
+import builtins
+import json
+import operator  # noqa: F401
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import time
+import traceback
+import types
+
+CONTROL_IN, CONTROL_OUT = 200, 201
+WORKDIR = "/box"
+SHM = "/dev/shm"
+_CHUNK = 65536
+
+RLIMITS = {  # job limit key -> resource
+    "cpu": resource.RLIMIT_CPU, "memory": resource.RLIMIT_AS, "file_size": resource.RLIMIT_FSIZE,
+    "open_files": resource.RLIMIT_NOFILE, "processes": resource.RLIMIT_NPROC,
+}
+
+
+def _set_dumpable(flag: bool) -> None:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(4, int(flag), 0, 0, 0)  # PR_SET_DUMPABLE
+
+
+def _exit_code(status: int) -> int:
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+# ------------------------------------------------------------------ the job's process
+
+
+def _run_main(path: str, code: types.CodeType | None) -> int:
+    """Run `path` (already compiled as `code`, if given) as __main__ the way `python path` would; the
+    exit code."""
+    module = types.ModuleType("__main__")
+    module.__file__, module.__builtins__ = path, builtins
+    sys.modules["__main__"] = module
+    sys.argv, sys.path[0] = [path], os.path.dirname(path)
+    try:
+        if code is None:
+            with open(path, "rb") as f:
+                code = compile(f.read(), path, "exec")
+        exec(code, module.__dict__)
+        return 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+def _job_child(job: dict, main_code: types.CodeType | None, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None:
+    exit_code = 1
+    try:
+        os.setsid()
+        for target, fd in ((0, stdin_fd), (1, stdout_fd), (2, stderr_fd)):
+            os.dup2(fd, target)
+        os.closerange(3, 1 << 16)
+        os.chdir(WORKDIR)
+        _set_dumpable(True)
+        for key, value in job["limits"].items():
+            resource.setrlimit(RLIMITS[key], (value, value))
+        atexit._clear()
+        exit_code = _run_main(os.path.join(WORKDIR, job["main"]), main_code)
+        atexit._run_exitfuncs()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(exit_code)
+
+
+# ------------------------------------------------------------------ the server
+
+
+def _kill_all_but_me() -> None:
+    """As pid 1: SIGKILL every other process in the namespace and reap them (orphans are ours)."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        others = [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]
+        if not others:
+            return
+        time.sleep(0.001)
+
+
+def _wipe(directory: str) -> None:
+    for entry in os.listdir(directory):
+        path = os.path.join(directory, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+            for root, dirs, _ in os.walk(path):
+                for d in dirs:
+                    try:
+                        os.chmod(os.path.join(root, d), 0o700)
+                    except OSError:
+                        pass
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+
+
+# Compiled trusted mains (the host marks them: e.g. the code verifier's harness), by source. Only
+# trusted source is compiled here, outside any job's rlimits; a job's own code is compiled in its child.
+_TRUSTED_CODE: dict[bytes, types.CodeType] = {}
+
+
+def _trusted_code(source: bytes, path: str) -> types.CodeType:
+    if source not in _TRUSTED_CODE:
+        _TRUSTED_CODE[source] = compile(source, path, "exec")
+    return _TRUSTED_CODE[source]
+
+
+def run_job(job: dict) -> dict:
+    """Run one job; the answer the host turns into a Result."""
+    code = None
+    for name, (data, mode) in job["files"].items():
+        path = os.path.join(WORKDIR, name)
+        content = base64.b64decode(data)
+        with open(path, "wb") as f:
+            f.write(content)
+        os.chmod(path, mode)
+        if name == job["main"] and job.get("trusted_main"):
+            code = _trusted_code(content, path)
+    pipes = [os.pipe() for _ in range(3)]  # stdin, stdout, stderr
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _job_child(job, code, pipes[0][0], pipes[1][1], pipes[2][1])
+    for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
+        os.close(fd)
+    stdin_w, out_r, err_r = pipes[0][1], pipes[1][0], pipes[2][0]
+    pending = memoryview(base64.b64decode(job["stdin"]))
+    cap, outputs, truncated = job["output_bytes"], {out_r: bytearray(), err_r: bytearray()}, False
+    killed_for, status, usage = None, None, None
+    deadline = start + job["wall_seconds"]
+    pidfd = os.pidfd_open(pid)
+    readers = {out_r, err_r}
+    writer = stdin_w if pending else None
+    if writer is None:
+        os.close(stdin_w)
+    else:
+        os.set_blocking(stdin_w, False)
+    while status is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            killed_for = "timeout"
+            break
+        r, w, _ = select.select([*readers, pidfd], [writer] if writer is not None else [], [], remaining)
+        if pidfd in r:
+            _, status, usage = os.wait4(pid, 0)
+            break
+        if w:
+            try:
+                pending = pending[os.write(writer, pending[:_CHUNK]):]
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                pending = pending[:0]
+            if not pending:
+                os.close(writer)
+                writer = None
+        for fd in r:
+            if fd in readers:
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    readers.discard(fd)
+                    continue
+                room = cap - len(outputs[fd])
+                outputs[fd] += chunk[:room]
+                if len(chunk) > room:
+                    truncated = True
+                    killed_for = "output_limit"
+        if killed_for:
+            break
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        _, status, usage = os.wait4(pid, 0)
+    wall = time.monotonic() - start
+    # Like a cold run's namespace ending with its program: nothing of the job outlives it.
+    _kill_all_but_me()
+    for fd in list(readers):  # the writers are all dead: drain to EOF
+        while len(chunk := os.read(fd, _CHUNK)) and not truncated:
+            room = cap - len(outputs[fd])
+            outputs[fd] += chunk[:room]
+            truncated = len(chunk) > room
+        os.close(fd)
+    for fd in (out_r, err_r, pidfd) + ((writer,) if writer is not None else ()):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _wipe(WORKDIR)
+    _wipe(SHM)
+    return {
+        "exit_code": _exit_code(status), "killed_for": killed_for, "wall_seconds": wall,
+        "cpu_seconds": (usage.ru_utime + usage.ru_stime) if usage else 0.0,
+        "peak_memory_bytes": usage.ru_maxrss * 1024 if usage else 0,
+        "stdout": base64.b64encode(bytes(outputs[out_r])).decode(),
+        "stderr": base64.b64encode(bytes(outputs[err_r])).decode(),
+        "stdout_truncated": truncated and len(outputs[out_r]) >= cap,
+        "stderr_truncated": truncated and len(outputs[err_r]) >= cap,
+    }
+
+
+def main() -> None:
+    os.dup2(0, CONTROL_IN)
+    os.dup2(1, CONTROL_OUT)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    _set_dumpable(False)
+    os.unlink(os.path.abspath(__file__))
+    os.write(CONTROL_OUT, b'{"ready": true}\n')
+    with os.fdopen(CONTROL_IN, "rb", buffering=0) as control:
+        buffer = b""
+        while True:
+            chunk = control.read(_CHUNK)
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                try:
+                    answer = run_job(json.loads(line))
+                except Exception as e:  # a server bug: answer it, the host replaces this sandbox
+                    answer = {"error": f"{type(e).__name__}: {e}"}
+                data = memoryview(json.dumps(answer).encode() + b"\n")
+                while data:
+                    data = data[os.write(CONTROL_OUT, data):]
+
+
+if __name__ == "__main__":
+    main()
