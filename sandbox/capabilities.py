@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ class Capabilities:
             f"rlimits (prlimit): {'yes' if self.prlimit else 'no'}",
             f"seccomp filter: {'yes' if self.seccomp and best == 'bwrap' else 'no'}",
             "network: none (empty net namespace)" if best else "network: HOST NETWORK REACHABLE",
+            f"warm sandboxes (Pool(warm=True)): {'yes' if best == 'bwrap' and self.private_uid else 'no (cold runs only)'}",
             f"interpreter: {self.interpreter} ({self.interpreter_version})",
             "compilers: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in self.compilers.items()),
         ]

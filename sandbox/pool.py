@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from sandbox.limits import Isolation, Limits
 from sandbox.result import Result
-from sandbox.runner import Build, FileContent, build, run
+from sandbox.files import FileContent
+from sandbox.runner import Build, build, run
 from sandbox.warm import WarmSandbox, WarmSandboxBroken, supported
 
 
@@ -69,8 +70,9 @@ class Pool:
             result = box.run(job.program, job.stdin, dict(job.files), job.limits, job.trusted)
         except WarmSandboxBroken:
             return _run_job(job)
-        with self._warm_lock:
-            self._idle.setdefault(key, []).append(box)
+        if box.alive:  # a server that could not wipe after a job has retired itself
+            with self._warm_lock:
+                self._idle.setdefault(key, []).append(box)
         return result
 
     def _dispatch(self, job: Job) -> Result:

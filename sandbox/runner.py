@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -15,36 +14,11 @@ from sandbox.capabilities import capabilities, choose_backend
 from sandbox.limits import Isolation, Limits
 from sandbox.result import Result, Status, classify, exit_signal
 from sandbox.supervisor import Outcome, supervise
-from sandbox.uids import UidLease, can_switch_uid, processes_of
+from sandbox.files import FileContent, as_bytes, check_name, memfd
+from sandbox.uids import UidLease, can_switch_uid, kill_leftovers, processes_of
 
 # Processes a backend adds around the program (outer process and the namespace's init).
 _BACKEND_PROCESSES = 2
-
-FileContent = str | bytes
-
-
-def _memfd(name: str, data: bytes) -> int:
-    fd = os.memfd_create(f"rlvr-{name}", 0)
-    os.write(fd, data) if len(data) < (1 << 16) else _write_all(fd, data)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _as_bytes(content: FileContent) -> bytes:
-    return content.encode() if isinstance(content, str) else bytes(content)
-
-
-def _check_name(name: str) -> str:
-    if not name or "/" in name or name in (".", "..") or "\0" in name:
-        raise ValueError(f"sandbox file name {name!r} must be a plain file name (no '/', not '.' or '..')")
-    return name
-
 
 def prlimit_argv(limits: Limits, extra_seconds: float, uid: int | None) -> list[str]:
     """rlimits for the whole tree. CPU: soft = hard, so the kernel sends SIGKILL
@@ -56,21 +30,6 @@ def prlimit_argv(limits: Limits, extra_seconds: float, uid: int | None) -> list[
     return [shutil.which("prlimit") or "prlimit", f"--cpu={cpu}:{cpu}", f"--as={limits.memory_bytes}",
             f"--nproc={nproc}", f"--fsize={limits.file_size_bytes}", f"--nofile={limits.open_files}",
             "--core=0", "--"]
-
-
-def _kill_leftovers(uid: int) -> list[str]:
-    """Belt and braces after the namespace is gone: kill anything still owned by the run's uid.
-    Returns "pid:name:state" of each, for the record (there should never be any)."""
-    found = []
-    for pid in processes_of(uid):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)
-            found.append(f"{pid}:{fields[0].split('(', 1)[1]}:{fields[1].split()[0]}")
-            os.kill(pid, signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return found
 
 
 def _run_rlimits_only(command: tuple[str, ...], payload: dict[str, bytes], executables: frozenset[str],
@@ -114,9 +73,9 @@ def _execute(command: tuple[str, ...], payload: dict[str, bytes], executables: f
             if backend is None:
                 outcome = _run_rlimits_only(command, payload, executables, prefix, uid, stdin, wall, output_bytes)
             else:
-                files_fds = tuple((name, _memfd(name, data)) for name, data in payload.items())
+                files_fds = tuple((name, memfd(name, data)) for name, data in payload.items())
                 fds += [fd for _, fd in files_fds]
-                seccomp_fd = _memfd("seccomp", seccomp.deny_filter()) if use_seccomp else None
+                seccomp_fd = memfd("seccomp", seccomp.deny_filter()) if use_seccomp else None
                 if seccomp_fd is not None:
                     fds.append(seccomp_fd)
                 launch = Launch(command=command, files=files_fds, executables=executables,
@@ -125,7 +84,7 @@ def _execute(command: tuple[str, ...], payload: dict[str, bytes], executables: f
                 module = bwrap if backend == "bwrap" else unshare
                 outcome = supervise(prefix + module.argv(launch), uid=uid, stdin=stdin, pass_fds=tuple(fds),
                                     wall_seconds=wall, output_bytes=output_bytes)
-            leftovers = _kill_leftovers(uid) if uid is not None else []
+            leftovers = kill_leftovers(uid) if uid is not None else []
     finally:
         for fd in fds:
             os.close(fd)
@@ -153,8 +112,8 @@ def _result(execution: _Execution, limits: Limits, extra_seconds: float, keep_st
 
 
 def _payload(program: FileContent, lang: languages.Language, files: Mapping[str, FileContent] | None) -> dict[str, bytes]:
-    payload = {_check_name(n): _as_bytes(c) for n, c in (files or {}).items()}
-    payload[lang.source_name] = _as_bytes(program)
+    payload = {check_name(n): as_bytes(c) for n, c in (files or {}).items()}
+    payload[lang.source_name] = as_bytes(program)
     return payload
 
 
@@ -172,7 +131,7 @@ def run(program: FileContent, language: str = "python", stdin: FileContent | Non
     lang = languages.get(language)
     extra = limits.compile_seconds if lang.compiled else 0.0
     executables = frozenset({lang.source_name}) if lang.executable else frozenset()
-    execution = _execute(lang.command, _payload(program, lang, files), executables, _as_bytes(stdin or b""),
+    execution = _execute(lang.command, _payload(program, lang, files), executables, as_bytes(stdin or b""),
                          limits, isolation or Isolation(), extra, limits.output_bytes)
     return _result(execution, limits, extra)
 

@@ -2,7 +2,7 @@
 
 The filter refuses (EPERM) syscalls that reach kernel surface a test program never needs: tracing
 other processes, mounting, namespaces, keyrings, BPF, perf, io_uring, module loading, clock and host
-settings, SysV IPC. Any other ABI (i386 via int 0x80, x32) kills the process, since the numbers differ there.
+settings, SysV IPC and POSIX message queues. Any other ABI (i386 via int 0x80, x32) kills the process, since the numbers differ there.
 """
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ DENIED_SYSCALLS: dict[str, int] = {
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428,
     "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
     "mount_setattr": 442,
-    # SysV IPC objects outlive the process that made them (a warm sandbox runs many programs in one
-    # IPC namespace); POSIX shared memory in the wiped /dev/shm covers legitimate use.
+    # SysV IPC objects and POSIX message queues outlive the process that made them (a warm sandbox runs
+    # many programs in one IPC namespace); POSIX shared memory in the wiped /dev/shm covers legitimate use.
     "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66, "shmdt": 67,
     "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semtimedop": 220,
+    "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244,
+    "mq_getsetattr": 245,
 }
 
 # Classic BPF opcodes and seccomp return values (linux/filter.h, linux/seccomp.h).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 
 UID_BASE = 2_100_000_000
@@ -61,3 +62,18 @@ def processes_of(uid: int) -> list[int]:
             except FileNotFoundError:
                 pass
     return pids
+
+
+def kill_leftovers(uid: int) -> list[str]:
+    """Belt and braces after the namespace is gone: kill anything still owned by the run's uid.
+    Returns "pid:name:state" of each, for the record (there should never be any)."""
+    found = []
+    for pid in processes_of(uid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)
+            found.append(f"{pid}:{fields[0].split('(', 1)[1]}:{fields[1].split()[0]}")
+            os.kill(pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return found

@@ -22,9 +22,9 @@ from sandbox.backends import Launch, bwrap
 from sandbox.capabilities import capabilities, choose_backend
 from sandbox.limits import Isolation, Limits
 from sandbox.result import Result, Status, classify, exit_signal
-from sandbox.runner import _as_bytes, _check_name, _memfd, _kill_leftovers
+from sandbox.files import as_bytes, check_name, memfd
 from sandbox.supervisor import as_user
-from sandbox.uids import UidLease, can_switch_uid, processes_of
+from sandbox.uids import UidLease, can_switch_uid, kill_leftovers, processes_of
 
 ZYGOTE_SOURCE = (Path(__file__).parent / "zygote.py").read_bytes()
 STARTUP_SECONDS = 20.0
@@ -56,9 +56,9 @@ class WarmSandbox:
         self._lease = UidLease().__enter__()
         self.uid = self._lease.uid
         self._seccomp = isolation.seccomp and caps.seccomp
-        fds = [_memfd("zygote", ZYGOTE_SOURCE)]
+        fds = [memfd("zygote", ZYGOTE_SOURCE)]
         if self._seccomp:
-            fds.append(_memfd("seccomp", seccomp.deny_filter()))
+            fds.append(memfd("seccomp", seccomp.deny_filter()))
         interp = caps.interpreter
         root = languages.interpreter_root(interp)
         launch = Launch(command=(interp, "-B", "-E", "-s", "zygote.py"), files=(("zygote.py", fds[0]),),
@@ -101,13 +101,13 @@ class WarmSandbox:
             trusted: bool = False) -> Result:
         """Run a Python program like sandbox.run would; raises WarmSandboxBroken if the server fails.
         `trusted` programs (a harness, never model output) are compiled once by the server and reused."""
-        payload = {_check_name(n): (_as_bytes(c), 0o644) for n, c in (files or {}).items()}
-        payload["main.py"] = (_as_bytes(program), 0o644)
+        payload = {check_name(n): (as_bytes(c), 0o644) for n, c in (files or {}).items()}
+        payload["main.py"] = (as_bytes(program), 0o644)
         job = {
             "main": "main.py",
             "trusted_main": trusted,
             "files": {n: (base64.b64encode(d).decode(), mode) for n, (d, mode) in payload.items()},
-            "stdin": base64.b64encode(_as_bytes(stdin or b"")).decode(),
+            "stdin": base64.b64encode(as_bytes(stdin or b"")).decode(),
             "wall_seconds": limits.wall_seconds,
             "output_bytes": limits.output_bytes,
             "limits": {"cpu": max(1, int(-(-limits.cpu // 1))), "memory": limits.memory_bytes,
@@ -124,7 +124,14 @@ class WarmSandbox:
         if "error" in answer:
             self.close()
             raise WarmSandboxBroken(f"warm sandbox server failed: {answer['error']}")
-        return self._result(answer, limits)
+        result = self._result(answer, limits)
+        if answer.get("retire"):
+            self.close()
+        return result
+
+    @property
+    def alive(self) -> bool:
+        return self._lease is not None
 
     def _result(self, answer: dict, limits: Limits) -> Result:
         stdout, stderr = (base64.b64decode(answer[k]).decode(errors="replace") for k in ("stdout", "stderr"))
@@ -170,7 +177,7 @@ class WarmSandbox:
         deadline = time.monotonic() + 2.0
         while processes_of(self.uid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        leftovers = _kill_leftovers(self.uid)
+        leftovers = kill_leftovers(self.uid)
         self._lease.__exit__(None, None, None)
         self._lease = None
         return leftovers

@@ -124,6 +124,7 @@ def _kill_all_but_me() -> None:
 
 
 def _wipe(directory: str) -> None:
+    """Remove everything in `directory`, whatever permissions the job left on it."""
     for entry in os.listdir(directory):
         path = os.path.join(directory, entry)
         if os.path.isdir(path) and not os.path.islink(path):
@@ -136,7 +137,10 @@ def _wipe(directory: str) -> None:
                         pass
             shutil.rmtree(path, ignore_errors=True)
         else:
-            os.unlink(path)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 # Compiled trusted mains (the host marks them: e.g. the code verifier's harness), by source. Only
@@ -232,6 +236,8 @@ def run_job(job: dict) -> dict:
     _wipe(WORKDIR)
     _wipe(SHM)
     return {
+        # Whatever could not be wiped would reach the next job: then this server must not serve again.
+        "retire": bool(os.listdir(WORKDIR) or os.listdir(SHM)),
         "exit_code": _exit_code(status), "killed_for": killed_for, "wall_seconds": wall,
         "cpu_seconds": (usage.ru_utime + usage.ru_stime) if usage else 0.0,
         "peak_memory_bytes": usage.ru_maxrss * 1024 if usage else 0,

@@ -191,10 +191,10 @@ CHEATS = {
 }
 
 
-@pytest.mark.parametrize("reward", ["share", "all"])
-def test_exit_and_marker_tricks_earn_nothing(reward):
+@pytest.mark.parametrize("reward, warm", [("share", True), ("all", False)])
+def test_exit_and_marker_tricks_earn_nothing(reward, warm):
     names = list(CHEATS)
-    scores = CodeVerifier(reward=reward).verify_batch(
+    scores = CodeVerifier(reward=reward, warm=warm).verify_batch(
         [Sample(completion=fenced(CHEATS[n]), fields=ADD_TESTS) for n in names])
     earned = {n: s.reward for n, s in zip(names, scores) if s.reward or s.correct}
     assert earned == {}

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import sandbox
+import sandbox.warm
 from sandbox import Isolation, Job, Limits, Pool, SandboxUnavailable, Status, run_many
 from sandbox.capabilities import Capabilities, choose_backend
 from sandbox.seccomp import DENIED_SYSCALLS, deny_filter
@@ -152,3 +153,43 @@ def test_build_once_then_run_the_binary_on_many_inputs():
     assert [r.stdout for r in runs] == ["0\n", "2\n", "4\n"]
     broken = sandbox.build("int main( {", "c")
     assert broken.binary is None and "error" in broken.result.stderr
+
+
+needs_warm = pytest.mark.skipif(not sandbox.warm.supported(Isolation()), reason="warm sandboxes need bwrap as root")
+
+
+@needs_warm
+def test_warm_programs_start_from_a_clean_sandbox():
+    leave_traces = """
+import os, sys, time
+open('left.txt', 'w').write('secret')
+open('/dev/shm/shm-left', 'w').write('secret')
+os.environ['LEFT'] = 'secret'
+sys.modules['left'] = sys
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(30)
+print(os.getpid())
+"""
+    look = """
+import os, sys
+print(sorted(os.listdir('.')), os.listdir('/dev/shm'), os.environ.get('LEFT'), 'left' in sys.modules)
+print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == sorted({1, os.getpid()}))
+"""
+    with Pool(1, warm=True) as pool:
+        first, second = pool.map([Job(leave_traces, limits=QUICK), Job(look, limits=QUICK)])
+        assert first.isolation["warm"] and second.isolation["warm"]
+        assert first.isolation["uid"] == second.isolation["uid"]  # the same resident sandbox
+        assert second.stdout == "['main.py'] [] None False\nTrue\n"
+    assert pool.leftovers == []
+    assert processes_of(first.isolation["uid"]) == []
+    assert _children_of_this_process() == []
+
+
+@needs_warm
+def test_warm_pool_runs_other_languages_cold():
+    with Pool(2, warm=True) as pool:
+        py, c = pool.map([Job("print(6 * 7)", limits=QUICK),
+                          Job('#include <stdio.h>\nint main(){puts("42");}', language="c", limits=QUICK)])
+    assert py.stdout == c.stdout == "42\n"
+    assert py.isolation.get("warm") and not c.isolation.get("warm")

@@ -25,7 +25,6 @@ reachable by exiting early or printing.
 from __future__ import annotations
 
 import ast
-import builtins
 import json
 import operator
 import os
