@@ -23,6 +23,8 @@ Options:
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from dataclasses import dataclass, replace
 
 import sandbox
@@ -37,6 +39,7 @@ GUARD_MARGIN_SECONDS = 1.0
 
 
 TIMED_OUT = "timeout before this test ended"
+_POOL_LOCK = threading.Lock()
 COMPILED = ("c", "cpp")
 
 
@@ -84,10 +87,34 @@ class CodeVerifier(Verifier):
 
     def verify_batch(self, samples: list[Sample]) -> list[Score]:
         prepared = [self._prepare(s) for s in samples]
-        with sandbox.Pool(self.workers or None, warm=self.warm) as pool:
-            self._build_compiled(prepared, pool)
-            results = iter(list(pool.map([job for p in prepared for job in p.jobs])))
+        pool = self._sandbox_pool()
+        self._build_compiled(prepared, pool)
+        results = iter(list(pool.map([job for p in prepared for job in p.jobs])))
         return [p.failure or self._score(p.plan, [next(results) for _ in p.jobs]) for p in prepared]
+
+    # ---------------------------------------------------------------- the sandbox pool
+
+    def _sandbox_pool(self) -> sandbox.Pool:
+        """One pool per verifier per process, kept across calls so that its warm sandboxes serve every
+        batch (and every single-sample verify() of a VerifierPool worker). Closed by close() or at exit."""
+        pool = self.__dict__.get("_pool")
+        if pool is None:
+            with _POOL_LOCK:
+                pool = self.__dict__.get("_pool")
+                if pool is None:
+                    pool = self._pool = sandbox.Pool(self.workers or None, warm=self.warm)
+                    weakref.finalize(self, pool.close)
+        return pool
+
+    def close(self) -> None:
+        """End the verifier's sandboxes now (they also end when the verifier is collected or at exit)."""
+        pool = self.__dict__.pop("_pool", None)
+        if pool is not None:
+            pool.close()
+
+    def __getstate__(self) -> dict:
+        # Verifiers are pickled to worker processes: each process starts its own sandboxes.
+        return {k: v for k, v in self.__dict__.items() if k != "_pool"}
 
     def _build_compiled(self, prepared: list[_Prepared], pool: sandbox.Pool) -> None:
         """Compile each C/C++ program once, then run its cases against the binary (not a compile per case)."""
