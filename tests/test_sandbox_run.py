@@ -193,3 +193,17 @@ def test_warm_pool_runs_other_languages_cold():
                           Job('#include <stdio.h>\nint main(){puts("42");}', language="c", limits=QUICK)])
     assert py.stdout == c.stdout == "42\n"
     assert py.isolation.get("warm") and not c.isolation.get("warm")
+
+
+@pytest.mark.parametrize("backend", [b for b, state in CAPS.backends.items() if state == "ok"])
+def test_program_inherits_no_file_descriptors(backend):
+    # High-numbered fds in the caller, as in a busy trainer: none may reach the program, nor may the
+    # fds that carried its own files.
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(40)]
+    try:
+        r = sandbox.run("import os\nprint(len(os.listdir('/proc/self/fd')))", files={"data.txt": "x"},
+                        limits=QUICK, isolation=Isolation(backend=backend))
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert r.status is Status.OK and r.stdout == "4\n"  # 0, 1, 2 and the fd listdir itself opened

@@ -19,7 +19,7 @@ SETUP_FAILED_MESSAGE = "rlvr-sandbox: setup failed"
 
 
 def binary() -> str | None:
-    return shutil.which("unshare") if shutil.which("setpriv") else None
+    return shutil.which("unshare") if shutil.which("setpriv") and shutil.which("bash") else None
 
 
 def setup_script(launch: Launch) -> str:
@@ -40,7 +40,9 @@ def setup_script(launch: Launch) -> str:
         "cd /tmp || fail",
     ]
     for name, fd in launch.files:
+        # Copy, then close: the program must not find its inputs (e.g. a harness's tests) on an open fd.
         lines.append(f"cat /proc/self/fd/{fd} > {shlex.quote(name)} || fail")
+        lines.append(f"exec {fd}<&-")
         if name in launch.executables:
             lines.append(f"chmod 755 {shlex.quote(name)} || fail")
     env = " ".join(f"{k}={shlex.quote(v if v != WORKDIR else '/tmp')}" for k, v in SANDBOX_ENV.items())
@@ -51,6 +53,7 @@ def setup_script(launch: Launch) -> str:
 
 
 def argv(launch: Launch) -> list[str]:
+    # bash, because closing an inherited fd above 9 (`exec 57<&-`) is beyond dash.
     return [binary() or "unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child",
             "--mount-proc", "--net", "--ipc", "--uts", "--mount", "--propagation", "private",
-            "/bin/sh", "-c", setup_script(launch)]
+            shutil.which("bash") or "/bin/bash", "-c", setup_script(launch)]
