@@ -88,7 +88,18 @@ def test_humaneval_canonical_body_and_full_fenced_function():
     full = v.verify(humaneval_sample(row, fenced(row["prompt"] + row["canonical_solution"])))
     broken = v.verify(humaneval_sample(row, fenced("def has_close_elements(numbers, threshold):\n    return True")))
     assert body.correct and full.correct and not broken.correct
-    assert body.details["tests"] == [{"name": "check", "passed": True}]
+    assert len(body.details["tests"]) == 7 and all(t["passed"] for t in body.details["tests"])
+    assert body.details["tests"][0]["name"] == "assert candidate([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) == True"
+
+
+def test_humaneval_share_counts_each_assert_of_check():
+    row = humaneval_rows()[0]  # has_close_elements: 7 asserts, 4 expecting True and 3 expecting False
+    always_false = "def has_close_elements(numbers, threshold):\n    return False"
+    share = CodeVerifier(reward="share").verify(humaneval_sample(row, fenced(always_false)))
+    strict = CodeVerifier(reward="all").verify(humaneval_sample(row, fenced(always_false)))
+    assert share.reward == pytest.approx(3 / 7) and not share.correct
+    assert [t["passed"] for t in share.details["tests"]] == [False, True, False, True, False, False, True]
+    assert strict.reward == 0.0
 
 
 @pytest.mark.slow

@@ -18,6 +18,10 @@ program under test:
   one side fails: an object whose `__eq__` always returns True (the "AlwaysEqual" hack), or an int
   subclass that lies, cannot pass `assert f(x) == 3`.
 
+HumanEval's `check(candidate)` is split into one test per top-level statement that asserts something
+(each wrapped in try/except inside check, so statements keep their order and scope), which makes the
+`share` reward count asserts; MBPP tests are one assert statement each.
+
 What remains possible for a program that reverse-engineers this harness from inside the sandbox is to
 impersonate it on the report pipe. That takes deliberate work against this protocol; it is not
 reachable by exiting early or printing.
@@ -169,17 +173,86 @@ def run_tests(spec: dict, report) -> None:
 
 
 def test_names(spec: dict) -> list[str]:
-    return ["check"] if spec["kind"] == "humaneval" else [f"test_{i}" for i in range(len(spec["tests"]))]
+    if spec["kind"] == "humaneval":
+        steps = check_steps(spec["test"])
+        return [name for _, name in steps] if steps else ["check"]
+    return [f"test_{i}" for i in range(len(spec["tests"]))]
+
+
+# ------------------------------------------------------------------ HumanEval: one test per assert
+
+
+def _check_function(tree: ast.Module) -> ast.FunctionDef | None:
+    return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
+
+
+def _is_test(statement: ast.stmt) -> bool:
+    """A statement of check() is a test when it asserts something that is not a constant."""
+    return any(isinstance(n, ast.Assert) and not isinstance(n.test, ast.Constant) for n in ast.walk(statement))
+
+
+def check_steps(test_source: str) -> list[tuple[int, str]]:
+    """(statement index in check's body, name) of each test in a HumanEval `check(candidate)`; empty
+    when the source has no such function (it then counts as one test)."""
+    try:
+        check = _check_function(ast.parse(test_source))
+    except SyntaxError:
+        return []
+    if check is None:
+        return []
+    return [(i, ast.unparse(st).splitlines()[0][:120]) for i, st in enumerate(check.body) if _is_test(st)]
+
+
+class CheckSplitter(ast.NodeTransformer):
+    """Wraps each top-level statement of check() in try/except that reports it and carries on, so that
+    a failing assert costs that test only. Statements keep their order and share check's scope."""
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:
+        check = _check_function(node)
+        if check is not None:
+            check.body = [self._wrap(i, st) for i, st in enumerate(check.body)]
+        return node
+
+    @staticmethod
+    def _wrap(index: int, statement: ast.stmt) -> ast.stmt:
+        def step(error: ast.expr) -> ast.stmt:
+            return ast.Expr(_call("__rlvr_step__", [ast.Constant(index), error]))
+
+        handler = ast.ExceptHandler(type=ast.Name("BaseException", ast.Load()), name="__rlvr_error__",
+                                    body=[step(ast.Name("__rlvr_error__", ast.Load()))])
+        return ast.copy_location(ast.Try(body=[statement], handlers=[handler],
+                                         orelse=[step(ast.Constant(None))], finalbody=[]), statement)
 
 
 def _run_check(spec: dict, ns: dict, report) -> None:
-    def check() -> None:
-        exec(guarded_code(spec["test"], "test.py"), ns)
+    steps = check_steps(spec["test"])
+    if not steps:  # no recognisable check(): the whole check is one test
+        def check() -> None:
+            exec(guarded_code(spec["test"], "test.py"), ns)
+            ns["check"](ns[spec["entry_point"]])
+
+        report(_outcome(0, "check", check))
+        return
+    test_of_step = {step: k for k, (step, _) in enumerate(steps)}
+
+    def on_step(step: int, error: BaseException | None) -> None:
+        if step in test_of_step:
+            k = test_of_step[step]
+            outcome = {"test": k, "name": steps[k][1], "passed": error is None}
+            if error is not None:
+                outcome["error"] = _describe(error)
+            report(outcome)
+
+    ns["__rlvr_step__"] = on_step
+    tree = AssertGuard().visit(CheckSplitter().visit(ast.parse(spec["test"], "test.py")))
+    try:
+        exec(compile(ast.fix_missing_locations(tree), "test.py", "exec"), ns)
         if spec["entry_point"] not in ns:
             raise NameError(f"entry point {spec['entry_point']!r} is not defined")
         ns["check"](ns[spec["entry_point"]])
-
-    report(_outcome(0, "check", check))
+    except BaseException as e:  # before or outside the asserts: every test not yet reported fails
+        for k, (_, name) in enumerate(steps):
+            report({"test": k, "name": name, "passed": False, "error": _describe(e)})
 
 
 def _outcome(index: int, name: str, test) -> dict:

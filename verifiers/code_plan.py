@@ -5,7 +5,8 @@ Test forms (keys of Sample.fields):
   or `test_imports`: a list of import lines) run after the program and before the asserts.
 - HumanEval: `test` (source defining `check(candidate)`) and `entry_point`; optional `prompt`, the
   function header the completion continues (the program is prompt + completion, or prompt + the
-  extracted code when that code defines the entry point itself).
+  extracted code when that code defines the entry point itself). Each asserting statement of check()
+  is one test.
 - stdin/stdout: `cases`: a list of {"stdin": str, "stdout": str}; or CodeContests' `test`, a JSON string
   of [{"input": {"stdin"}, "output": {"stdout"}}] (used when there is no `entry_point`).
 """
