@@ -10,7 +10,7 @@ from sandbox import languages, seccomp
 from sandbox.backends import Launch, bwrap, unshare
 from sandbox.limits import BACKENDS, Isolation
 from sandbox.supervisor import supervise
-from sandbox.uids import UidLease, can_switch_uid
+from sandbox.uids import UidLease, as_user, can_switch_uid
 
 NAMESPACES = ("user", "pid", "net", "mount", "ipc", "uts")
 
@@ -60,7 +60,8 @@ def _probe(name: str) -> str:
     launch = Launch(command=("/bin/echo", "ok"), files=(), disk_bytes=1 << 20, seccomp_fd=None)
     try:
         with UidLease() as lease:
-            outcome = supervise(module.argv(launch), uid=lease.uid if can_switch_uid() else None, stdin=b"",
+            switch = as_user(lease.uid) if can_switch_uid() else []
+            outcome = supervise(switch + module.argv(launch), stdin=b"",
                                 pass_fds=(), wall_seconds=10.0, output_bytes=4096)
     except OSError as e:
         return f"cannot start: {e}"

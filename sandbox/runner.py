@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -15,21 +16,31 @@ from sandbox.limits import Isolation, Limits
 from sandbox.result import Result, Status, classify, exit_signal
 from sandbox.supervisor import Outcome, supervise
 from sandbox.files import FileContent, as_bytes, check_name, memfd
-from sandbox.uids import UidLease, can_switch_uid, kill_leftovers, processes_of
+from sandbox.uids import UidLease, as_user, can_switch_uid, kill_leftovers, processes_of
 
 # Processes a backend adds around the program (outer process and the namespace's init).
 _BACKEND_PROCESSES = 2
 
+def within_caller_limit(resource_id: int, value: int) -> int:
+    """`value`, lowered to the caller's own hard limit: raising it needs CAP_SYS_RESOURCE, which even
+    root lacks in a default container (a verifier worker may also run under a lower RLIMIT_AS)."""
+    hard = resource.getrlimit(resource_id)[1]
+    return value if hard == resource.RLIM_INFINITY else min(value, hard)
+
+
 def prlimit_argv(limits: Limits, extra_seconds: float, uid: int | None) -> list[str]:
-    """rlimits for the whole tree. CPU: soft = hard, so the kernel sends SIGKILL
-    (the program may be its namespace's pid 1, which ignores SIGXCPU)."""
-    cpu = math.ceil(limits.cpu + extra_seconds)
+    """rlimits for the whole tree, then the switch to `uid`. CPU: soft = hard, so the kernel sends
+    SIGKILL (the program may be its namespace's pid 1, which ignores SIGXCPU)."""
+    cpu = within_caller_limit(resource.RLIMIT_CPU, math.ceil(limits.cpu + extra_seconds))
     nproc = limits.processes + _BACKEND_PROCESSES
     if uid is None:  # not root: RLIMIT_NPROC counts every process of the caller's uid
         nproc += len(processes_of(os.getuid()))
-    return [shutil.which("prlimit") or "prlimit", f"--cpu={cpu}:{cpu}", f"--as={limits.memory_bytes}",
-            f"--nproc={nproc}", f"--fsize={limits.file_size_bytes}", f"--nofile={limits.open_files}",
-            "--core=0", "--"]
+    values = {"as": (resource.RLIMIT_AS, limits.memory_bytes), "nproc": (resource.RLIMIT_NPROC, nproc),
+              "fsize": (resource.RLIMIT_FSIZE, limits.file_size_bytes),
+              "nofile": (resource.RLIMIT_NOFILE, limits.open_files)}
+    return [shutil.which("prlimit") or "prlimit", f"--cpu={cpu}:{cpu}",
+            *(f"--{name}={within_caller_limit(rid, v)}" for name, (rid, v) in values.items()),
+            "--core=0", "--", *(as_user(uid) if uid is not None else [])]
 
 
 def _run_rlimits_only(command: tuple[str, ...], payload: dict[str, bytes], executables: frozenset[str],
@@ -46,7 +57,7 @@ def _run_rlimits_only(command: tuple[str, ...], payload: dict[str, bytes], execu
                 os.chown(path, uid, uid)
         env_cmd = ["/usr/bin/env", "-i", *(f"{k}={workdir if v == '/box' else v}" for k, v in SANDBOX_ENV.items())]
         argv = prefix + ["/bin/sh", "-c", 'cd "$0" && exec "$@"', workdir, *env_cmd, *command]
-        return supervise(argv, uid=uid, stdin=stdin, pass_fds=(), wall_seconds=wall, output_bytes=output_bytes)
+        return supervise(argv, stdin=stdin, pass_fds=(), wall_seconds=wall, output_bytes=output_bytes)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -82,7 +93,7 @@ def _execute(command: tuple[str, ...], payload: dict[str, bytes], executables: f
                                 disk_bytes=limits.disk_bytes, seccomp_fd=seccomp_fd,
                                 extra_ro_binds=() if interp_root.startswith("/usr") else (interp_root,))
                 module = bwrap if backend == "bwrap" else unshare
-                outcome = supervise(prefix + module.argv(launch), uid=uid, stdin=stdin, pass_fds=tuple(fds),
+                outcome = supervise(prefix + module.argv(launch), stdin=stdin, pass_fds=tuple(fds),
                                     wall_seconds=wall, output_bytes=output_bytes)
             leftovers = kill_leftovers(uid) if uid is not None else []
     finally:

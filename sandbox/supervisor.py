@@ -1,7 +1,7 @@
 """Start one isolated process tree, feed its stdin, collect capped output, and end it at the deadline.
 
-The supervisor never runs sandboxed code itself: it starts `prlimit ... <backend argv>` as the leased
-uid, watches the stdout/stderr pipes and a pidfd in one poll loop, and kills the backend's outermost
+The supervisor never runs sandboxed code itself: it starts `prlimit ... setpriv ... <backend argv>`
+(limits set as root, then the switch to the leased uid), watches the stdout/stderr pipes and a pidfd in one poll loop, and kills the backend's outermost
 process on the deadline or on too much output. Killing it takes the pid namespace with it (bwrap's
 --die-with-parent / unshare's --kill-child deliver SIGKILL to the namespace's init, and the kernel
 then kills every process in the namespace).
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import time
@@ -35,13 +34,6 @@ class Outcome:
     wall_seconds: float
     cpu_seconds: float
     peak_memory_bytes: int
-
-
-def as_user(uid: int) -> list[str]:
-    """Switch to `uid` (gid = uid, no supplementary groups) by exec'ing setpriv rather than asking Popen to
-    do it: Popen may then use vfork, which stays cheap however large the calling process (a trainer holding
-    gigabytes) is, where a uid switch forces a full fork."""
-    return [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
 
 
 def exit_code_of(wait_status: int) -> int:
@@ -70,11 +62,9 @@ class _Capture:
         return b"".join(self.parts)
 
 
-def supervise(argv: list[str], *, uid: int | None, stdin: bytes, pass_fds: tuple[int, ...],
-              wall_seconds: float, output_bytes: int) -> Outcome:
-    """Run argv (as `uid` when given) to completion or to the deadline; see the module docstring."""
-    if uid is not None:
-        argv = as_user(uid) + argv
+def supervise(argv: list[str], *, stdin: bytes, pass_fds: tuple[int, ...], wall_seconds: float,
+              output_bytes: int) -> Outcome:
+    """Run argv to completion or to the deadline; see the module docstring."""
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             pass_fds=pass_fds, env={}, start_new_session=True, cwd="/")

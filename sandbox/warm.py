@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 import selectors
 import signal
 import subprocess
@@ -23,8 +24,8 @@ from sandbox.capabilities import capabilities, choose_backend
 from sandbox.limits import Isolation, Limits
 from sandbox.result import Result, Status, classify, exit_signal
 from sandbox.files import as_bytes, check_name, memfd
-from sandbox.supervisor import as_user
-from sandbox.uids import UidLease, can_switch_uid, kill_leftovers, processes_of
+from sandbox.runner import within_caller_limit
+from sandbox.uids import UidLease, as_user, can_switch_uid, kill_leftovers, processes_of
 
 ZYGOTE_SOURCE = (Path(__file__).parent / "zygote.py").read_bytes()
 STARTUP_SECONDS = 20.0
@@ -64,9 +65,11 @@ class WarmSandbox:
         launch = Launch(command=(interp, "-B", "-E", "-s", "zygote.py"), files=(("zygote.py", fds[0]),),
                         disk_bytes=disk_bytes, seccomp_fd=fds[1] if self._seccomp else None,
                         extra_ro_binds=() if root.startswith("/usr") else (root,))
-        prlimit = ["prlimit", f"--nproc={_SERVER_NPROC}", f"--nofile={_SERVER_NOFILE}", "--core=0", "--"]
+        # Ceilings for the server; the other limits are the caller's own, and each job lowers them all.
+        prlimit = ["prlimit", f"--nproc={within_caller_limit(resource.RLIMIT_NPROC, _SERVER_NPROC)}",
+                   f"--nofile={within_caller_limit(resource.RLIMIT_NOFILE, _SERVER_NOFILE)}", "--core=0", "--"]
         try:
-            self.proc = subprocess.Popen(as_user(self.uid) + prlimit + bwrap.argv(launch), stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen(prlimit + as_user(self.uid) + bwrap.argv(launch), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=tuple(fds),
                                          env={}, start_new_session=True, cwd="/")
         finally:

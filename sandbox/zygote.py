@@ -87,6 +87,8 @@ def _job_child(job: dict, main_code: types.CodeType | None, stdin_fd: int, stdou
         os.chdir(WORKDIR)
         _set_dumpable(True)
         for key, value in job["limits"].items():
+            hard = resource.getrlimit(RLIMITS[key])[1]  # never above the server's own ceiling
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(RLIMITS[key], (value, value))
         atexit._clear()
         exit_code = _run_main(os.path.join(WORKDIR, job["main"]), main_code)
