@@ -1,0 +1,250 @@
+"""One eval: load the problems, generate, judge, append to generations.jsonl chunk by chunk, report.
+
+Out folder:
+    eval_config.yaml    the resolved config (a continuation must match it)
+    generations.jsonl   one line per response: the problem, the completion and its verdict
+    timing.jsonl        seconds spent per chunk (generation, judging)
+    results.json        metrics overall and per subject/level; results.md the same as tables
+
+Resuming: a problem counts as done when all its responses are in generations.jsonl; a killed eval
+regenerates only the rest (a line cut short by the kill is ignored). Chunk c of the sampled responses
+is seeded with generation.seed + its first problem index, so it samples the same way when rerun.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import yaml
+
+from rlvr.atomic import atomic_write_json, atomic_write_text
+from rlvr.config import to_dict
+from rlvr.config.eval import EvalConfig
+from rlvr.errors import UserError
+from rlvr.eval.benchmarks import GROUP_FIELDS, Judge, judge_for
+from rlvr.eval.prompts import pick_examples, render_with_examples
+from rlvr.eval.report import markdown, problem_record, summarize
+
+GENERATIONS, TIMING, RESULTS, CONFIG = "generations.jsonl", "timing.jsonl", "results.json", "eval_config.yaml"
+
+# Settings a continuation may change: they alter how fast or how much is done, not what any response is.
+ADJUSTABLE = {("eval", "limit"), ("eval", "resume"), ("eval", "progress"), ("eval", "chunk"), ("eval", "out_dir"),
+              ("generation", "batch_size"), ("verifier", "workers"), ("verifier", "timeout")}
+
+
+def benchmark_of(cfg: EvalConfig) -> str:
+    return cfg.eval.benchmark or cfg.data.source
+
+
+def fingerprint(cfg: EvalConfig, model_path: str) -> dict:
+    tree = to_dict(cfg)
+    for section, key in ADJUSTABLE:
+        tree[section].pop(key, None)
+    return {**tree, "model_path": model_path}
+
+
+def check_resumable(out: Path, stamp: dict) -> None:
+    """Refuse to mix responses of different settings in one folder; start over when resume is off."""
+    saved = out / CONFIG
+    if not saved.is_file():
+        return
+    old = yaml.safe_load(saved.read_text())
+    if old != stamp:
+        diff = sorted(f"{s}.{k}" for s in stamp if isinstance(stamp[s], dict)
+                      for k in stamp[s] if (old.get(s) or {}).get(k) != stamp[s][k])
+        diff += [k for k in stamp if not isinstance(stamp[k], dict) and old.get(k) != stamp[k]]
+        raise UserError(f"{out} holds an eval with other settings ({', '.join(diff) or 'config'}); "
+                        f"use another eval.out_dir, or eval.resume=false to start over")
+
+
+def read_records(path: Path) -> dict[tuple, dict]:
+    """Judged responses by (problem, mode, sample); the last line for a key wins."""
+    out: dict[tuple, dict] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+            out[(r["problem"], r["mode"], r["sample"])] = r
+        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a kill
+            continue
+    return out
+
+
+def append_lines(path: Path, records: list[dict]) -> None:
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def expected_keys(problem: int, greedy: bool, n: int) -> list[tuple]:
+    return ([(problem, "greedy", 0)] if greedy else []) + [(problem, "sample", j) for j in range(n)]
+
+
+def samples_per_problem(cfg: EvalConfig) -> int:
+    """max(k) samples when some k > 1; none when k = [1] (greedy accuracy is then pass@1)."""
+    ks = cfg.eval.k
+    if not ks or any(k < 1 for k in ks):
+        raise UserError(f"eval.k: expected a list of integers >= 1, got {ks}")
+    n = max(ks)
+    if n == 1 and cfg.eval.greedy:
+        return 0
+    return n
+
+
+@contextmanager
+def open_judge(judge: Judge, timeout: float) -> Iterator[Callable[[list], list]]:
+    """A function scoring verifiers.Samples: in a VerifierPool (hard timeouts) or the verifier's own batch."""
+    import verifiers
+
+    try:
+        verifier = verifiers.load(judge.verifier, **judge.options)
+    except verifiers.VerifierError as e:
+        raise UserError(f"verifier: {e}") from None
+    if judge.workers > 0:
+        with verifiers.VerifierPool(verifier, workers=judge.workers, timeout=timeout) as pool:
+            yield pool.score
+    else:
+        def score(samples: list) -> list:
+            try:
+                return verifier.verify_batch(samples)
+            except verifiers.VerifierError as e:
+                raise UserError(f"verifier {judge.verifier}: {e}") from None
+        yield score
+
+
+def load_problems(cfg: EvalConfig, benchmark: str, judge: Judge) -> list[dict]:
+    from rlvr.data import load_rows
+
+    need = {"prompt": str}
+    if judge.verifier == "math":
+        need["reference"] = (str, int, float)
+    data = dataclasses.replace(cfg.data, max_samples=None)  # only eval.limit cuts the problems
+    rows = load_rows(data, split=cfg.eval.split, need=need, source=benchmark, limit=cfg.eval.limit).rows
+    if not rows:
+        raise UserError(f"eval.benchmark: '{benchmark}' split '{cfg.eval.split}' has no problems")
+    return rows
+
+
+def few_shot_examples(cfg: EvalConfig, benchmark: str) -> list[dict]:
+    shot = cfg.few_shot
+    if shot.count <= 0:
+        return []
+    from rlvr.data import load_rows
+
+    source = shot.source or benchmark
+    data = dataclasses.replace(cfg.data, max_samples=None)
+    rows = load_rows(data, split=shot.split, need={"prompt": str}, source=source).rows
+    return pick_examples(rows, shot.count, f"{source} split '{shot.split}'")
+
+
+def run_eval(cfg: EvalConfig, label: str | None = None) -> dict:
+    """Evaluate cfg.model on the benchmark into cfg.eval.out_dir (continuing an unfinished eval there);
+    returns results.json's content."""
+    from rlvr.models import prepare_model
+
+    out = Path(cfg.eval.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    benchmark = benchmark_of(cfg)
+    judge = judge_for(benchmark, cfg.verifier.name, cfg.verifier.options, cfg.verifier.workers)
+    n = samples_per_problem(cfg)
+    rows = load_problems(cfg, benchmark, judge)
+    model_path = prepare_model(cfg.model, out)
+    stamp = fingerprint(cfg, model_path)
+    if not cfg.eval.resume:
+        for name in (GENERATIONS, TIMING, RESULTS, CONFIG, "results.md"):
+            (out / name).unlink(missing_ok=True)
+    check_resumable(out, stamp)
+    atomic_write_text(out / CONFIG, yaml.safe_dump(stamp, sort_keys=False))
+
+    records = read_records(out / GENERATIONS)
+    todo = [i for i in range(len(rows)) if any(k not in records for k in expected_keys(i, cfg.eval.greedy, n))]
+    if todo:
+        _generate_and_judge(cfg, rows, todo, n, model_path, judge, out, benchmark, label)
+        records = read_records(out / GENERATIONS)
+
+    ks = [k for k in sorted(set(cfg.eval.k)) if k <= n]
+    problems = []
+    for i, row in enumerate(rows):
+        mine = [records[k] for k in expected_keys(i, cfg.eval.greedy, n)]
+        problems.append(problem_record(row, mine, ks, GROUP_FIELDS))
+    timing = [json.loads(line) for line in (out / TIMING).read_text().splitlines() if line.strip()] \
+        if (out / TIMING).is_file() else []
+    results = {
+        "benchmark": benchmark, "split": cfg.eval.split, "problems": len(rows),
+        "model": label or cfg.model.name, "model_path": model_path,
+        "verifier": {"name": judge.verifier, "options": judge.options},
+        "samples_per_problem": n, "greedy": cfg.eval.greedy, "k": ks,
+        "few_shot": cfg.few_shot.count, "template": cfg.data.template,
+        "sampling": {"temperature": cfg.generation.temperature, "top_p": cfg.generation.top_p,
+                     "top_k": cfg.generation.top_k, "max_new_tokens": cfg.generation.max_new_tokens},
+        "seconds": sum(t.get("seconds", 0.0) for t in timing),
+        "generation_seconds": sum(t.get("generation_seconds", 0.0) for t in timing),
+        "judge_seconds": sum(t.get("judge_seconds", 0.0) for t in timing),
+        **summarize(problems, GROUP_FIELDS),
+    }
+    atomic_write_json(out / RESULTS, results)
+    atomic_write_text(out / "results.md", markdown(results))
+    return results
+
+
+def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: int, model_path: str,
+                        judge: Judge, out: Path, benchmark: str, label: str | None) -> None:
+    import verifiers
+    from tqdm import tqdm
+
+    from rlvr.generation import sampling_params
+    from rlvr.generation.factory import make_engine
+    from rlvr.models import load_tokenizer
+
+    tokenizer = load_tokenizer(model_path)
+    examples = few_shot_examples(cfg, benchmark)
+    engine = make_engine(cfg, model_path, tokenizer)
+    sampled = sampling_params(cfg.generation)
+    greedy = dataclasses.replace(sampled, temperature=0.0)
+    chunk = max(1, cfg.eval.chunk)
+    try:
+        with open_judge(judge, cfg.verifier.timeout) as score, \
+                tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not cfg.eval.progress,
+                     desc=f"eval {label or cfg.model.name} on {benchmark}", unit="problem") as bar:
+            for start in range(0, len(todo), chunk):
+                ids = todo[start : start + chunk]
+                t0 = time.perf_counter()
+                prompts = [render_with_examples(tokenizer, rows[i]["prompt"], cfg.data, examples, cfg.few_shot)
+                           for i in ids]
+                made: list[tuple[int, str, int, object]] = []
+                if cfg.eval.greedy:
+                    made += [(ids[s.prompt_index], "greedy", 0, s) for s in engine.generate(prompts, 1, greedy)]
+                if n:
+                    sampled.seed = (cfg.generation.seed or 0) + ids[0]
+                    gen = engine.generate(prompts, n, sampled)
+                    made += [(ids[s.prompt_index], "sample", j % n, s) for j, s in enumerate(gen)]
+                t1 = time.perf_counter()
+                scores = score([verifiers.Sample(prompt=rows[i]["prompt"], completion=s.text,
+                                                 reference=rows[i].get("reference"), fields=rows[i])
+                                for i, _, _, s in made])
+                t2 = time.perf_counter()
+                append_lines(out / GENERATIONS, [record(i, rows[i], mode, j, s, v)
+                                                 for (i, mode, j, s), v in zip(made, scores)])
+                append_lines(out / TIMING, [{"problems": len(ids), "responses": len(made),
+                                             "generation_seconds": round(t1 - t0, 3),
+                                             "judge_seconds": round(t2 - t1, 3), "seconds": round(t2 - t0, 3)}])
+                bar.update(len(ids))
+    finally:
+        engine.close()
+
+
+def record(problem: int, row: dict, mode: str, sample: int, s, verdict) -> dict:
+    """One line of generations.jsonl: which problem, the response, and the verifier's verdict."""
+    answer = verdict.details.get("extracted") if isinstance(verdict.details, dict) else None
+    return {"problem": problem, "id": row.get("task_id", row.get("unique_id", problem)), "mode": mode,
+            "sample": sample, "prompt": row["prompt"], "reference": row.get("reference"),
+            "completion": s.text, "num_tokens": len(s.response_ids), "finish_reason": s.finish_reason,
+            "reward": verdict.reward, "correct": bool(verdict.correct), "reason": verdict.reason,
+            "answer": answer}
