@@ -9,7 +9,7 @@ import sys
 from rlvr.errors import UserError
 
 # Modules under rlvr.cli, one per subcommand, in the order `rlvr --help` lists them.
-COMMANDS = ["train", "generate", "verify", "quickstart", "sandbox"]
+COMMANDS = ["train", "generate", "eval", "verify", "quickstart", "sandbox"]
 
 
 def build_parser() -> argparse.ArgumentParser:
