@@ -34,8 +34,9 @@ from verifiers.code_extract import LANGUAGE_TAGS, MODES, extract_program
 from verifiers.code_harness import test_names
 from verifiers.code_plan import HARNESS_SOURCE, Plan, harness_result, plan
 
-# The guard stops the tests this long before the sandbox's own deadline, to report in time.
-GUARD_MARGIN_SECONDS = 1.0
+# The guard stops the tests this share of the wall time (at most 2 s) before the sandbox's own deadline,
+# to report in time even on a loaded machine.
+GUARD_MARGIN_SHARE, GUARD_MARGIN_MAX_SECONDS = 0.25, 2.0
 
 
 TIMED_OUT = "timeout before this test ended"
@@ -151,7 +152,7 @@ class CodeVerifier(Verifier):
         fields = sample.fields or {}
         limits = self._limits(fields)
         language = LANGUAGE_TAGS.get(tag, "python") if self.language == "auto" else self.language
-        deadline = max(limits.wall_seconds - GUARD_MARGIN_SECONDS, 0.5 * limits.wall_seconds)
+        deadline = limits.wall_seconds - min(GUARD_MARGIN_SHARE * limits.wall_seconds, GUARD_MARGIN_MAX_SECONDS)
         p = plan(fields, code, language, deadline, self.max_cases)
         isolation = sandbox.Isolation(allow_weaker=self.allow_weaker_isolation)
         if p.kind == "stdio":
