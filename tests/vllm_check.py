@@ -68,7 +68,14 @@ def main(model_dir: str, out_path: str) -> None:
     from rlvr.generation.base import SamplingParams
     from rlvr.generation.vllm import VLLMEngine, WeightSyncError
 
+    from rlvr.errors import UserError
+
     record: dict = {"timings": {}}
+    try:  # checked before any model is loaded
+        VLLMEngine(model_dir, enable_sleep_mode=True)
+        record["sleep_mode"] = "available"
+    except UserError as e:
+        record["sleep_mode"] = str(e)
     started = time.monotonic()
     engine = VLLMEngine(model_dir, dtype="float32", max_model_len=1024, seed=0)
     record["timings"]["engine_load_s"] = time.monotonic() - started
@@ -110,6 +117,10 @@ def main(model_dir: str, out_path: str) -> None:
         engine.update_weights(NeverReady(release), timeout=2)
     except WeightSyncError as e:
         errors["timeout"] = str(e)
+    try:
+        engine.generate(prompts, 1, SamplingParams(**GREEDY))
+    except WeightSyncError as e:
+        errors["generate_during_sync"] = str(e)
     release.set()
     record["errors"] = errors
     engine.close()

@@ -15,9 +15,10 @@ Both are shifts of each row, so neither changes a single sampling decision. Trun
 the other tokens to -inf; the sampled token is always kept, so its processed value is y[token].
 
 Weights: the engine runs in the trainer's process (vLLM's in-process engine core), so `update_weights`
-hands tensors to the vLLM model's `load_weights` by reference, without serialising them. Under ZeRO-3
-the full parameters are gathered first; that gather is a collective, so every rank must call
-`update_weights`. A watchdog turns a stuck sync into an error that says where it was stuck.
+streams (name, tensor) pairs by reference, unserialised, into the worker's in-place `reload_weights`.
+Under ZeRO-3 the full parameters are gathered a bucket at a time as the stream is consumed; that gather
+is a collective, so every rank must call `update_weights`. A deadline turns a stuck sync into an error
+that says where it was stuck, and vLLM's logged "weights were not loaded" into an error as well.
 """
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ INSTALL_HINT = ("install the extra: pip install 'rlvr[vllm]' (GPU), or on a CPU-
 
 class WeightSyncError(RuntimeError):
     """Pushing the trainer's weights into the engine failed or did not finish in time."""
+
+    def __init__(self, message: str, pending: threading.Thread | None = None):
+        super().__init__(message)
+        self.pending = pending  # a sync that timed out and may still be writing weights
 
 
 class _UnloadedWeights(logging.Handler):
@@ -134,7 +139,8 @@ def _run_with_deadline(work: Callable[[], None], timeout: float, stage: list[str
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise WeightSyncError(f"vllm weight sync did not finish in {timeout:.0f}s; stuck while {stage[0]}")
+        raise WeightSyncError(f"vllm weight sync did not finish in {timeout:.0f}s; stuck while {stage[0]}",
+                              pending=thread)
     if failure:
         raise WeightSyncError(f"vllm weight sync failed while {stage[0]}: "
                               f"{_first_sentence(str(failure[0]))}") from failure[0]
@@ -163,30 +169,34 @@ _PROCESSORS: dict[str, type] = {}
 def _normalising_processor(name: str, argmax_invariant: bool) -> type:
     """A vLLM logits processor that replaces each row by its log-softmax (a shift: sampling unchanged).
 
-    vLLM applies processors that declare themselves argmax-invariant after temperature and the others
-    before it (and before greedy argmax); see the module docstring for why both are needed. Built on
+    vLLM runs processors that declare themselves argmax-invariant after temperature, and the others
+    before temperature and before the greedy argmax. Both of ours are argmax-invariant in truth; the
+    first declares otherwise to be placed where greedy decoding sees it (module docstring). Built on
     first use so that importing this module does not import vLLM.
     """
     if name not in _PROCESSORS:
         from vllm.v1.sample.logits_processor import LogitsProcessor
 
-        def __init__(self, vllm_config, device, is_pin_memory) -> None:  # noqa: N807
-            pass
+        class Normalise(LogitsProcessor):
+            def __init__(self, vllm_config, device, is_pin_memory) -> None:
+                pass
 
-        cls = type(name, (LogitsProcessor,), {
-            "__init__": __init__,
-            "__module__": __name__,
-            "__qualname__": name,
-            "apply": lambda self, logits: logits.log_softmax(dim=-1),
-            "is_argmax_invariant": lambda self: argmax_invariant,
-            "update_state": lambda self, batch_update: None,
-        })
-        _PROCESSORS[name] = cls
+            def apply(self, logits: torch.Tensor) -> torch.Tensor:
+                return logits.log_softmax(dim=-1)
+
+            def is_argmax_invariant(self) -> bool:
+                return argmax_invariant
+
+            def update_state(self, batch_update) -> None:
+                pass  # stateless: every request gets the same treatment
+
+        Normalise.__name__ = Normalise.__qualname__ = name
+        _PROCESSORS[name] = Normalise
     return _PROCESSORS[name]
 
 
 def __getattr__(name: str) -> type:
-    # vLLM may pickle the processor classes by reference (module + name); resolve them lazily here.
+    # The classes resolve by module + name (how vLLM and pickle find them) without importing vLLM early.
     if name == "NormaliseBeforeTemperature":
         return _normalising_processor(name, argmax_invariant=False)
     if name == "NormaliseAfterTemperature":
@@ -209,17 +219,24 @@ class VLLMEngine(Engine):
 
     def __init__(self, model: str, *, dtype: str = "auto", seed: int = 0, max_model_len: int = 4096,
                  gpu_memory_utilization: float = 0.5, kv_cache_gib: float | None = None,
-                 enable_sleep_mode: bool = False, enforce_eager: bool = True,
+                 enable_sleep_mode: bool = False, enforce_eager: bool | None = None,
                  sync_timeout: float = 600.0, tokenizer: str | None = None, **vllm_kwargs: Any):
         """`model`: a local HF folder (rlvr.models.resolve_model). `kv_cache_gib`: KV cache size; on CPU
         it defaults to 1 GiB (there `gpu_memory_utilization` would reserve that fraction of all RAM).
-        `sync_timeout`: seconds `update_weights` may take before it raises. `vllm_kwargs` go to
-        `vllm.LLM` unchanged."""
-        # In-process engine core: weights are handed over by reference (see module docstring).
+        `enforce_eager`: default on CPU only (compiling costs more than it saves in short runs there;
+        on GPUs CUDA graphs pay off). `sync_timeout`: seconds `update_weights` may take before it
+        raises. `vllm_kwargs` go to `vllm.LLM` unchanged."""
+        # Process-wide, read when the engine is built: an in-process engine core, so that weights are
+        # handed over by reference (a separate core process could not receive a generator of tensors).
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         vllm = _import_vllm()
         from vllm.platforms import current_platform
 
+        if enable_sleep_mode and not current_platform.is_sleep_mode_available():
+            raise UserError(f"generation engine 'vllm': sleep mode needs a CUDA, ROCm or XPU device; this "
+                            f"vLLM runs on '{current_platform.device_type}'")
+        if enforce_eager is None:
+            enforce_eager = current_platform.is_cpu()
         if kv_cache_gib is None and current_platform.is_cpu():
             kv_cache_gib = 1.0
         if kv_cache_gib is not None:
@@ -235,6 +252,13 @@ class VLLMEngine(Engine):
         )
         self.tokenizer = self.llm.get_tokenizer()
         self._vllm = vllm
+        self._pending_sync: threading.Thread | None = None
+        self.last_sync_seconds: float | None = None
+
+    def _check_no_pending_sync(self) -> None:
+        if self._pending_sync is not None and self._pending_sync.is_alive():
+            raise WeightSyncError("a vllm weight sync that timed out is still running: the engine's "
+                                  "weights are being written and it cannot be used until that ends")
 
     # -- generation ---------------------------------------------------------------------------------
     def _request_params(self, sampling: SamplingParams, n: int, prompt_index: int):
@@ -249,6 +273,9 @@ class VLLMEngine(Engine):
     def generate(self, prompts: Sequence[str], n: int, sampling: SamplingParams) -> list[Sample]:
         from vllm.inputs import TokensPrompt
 
+        self._check_no_pending_sync()
+        if not prompts:
+            return []
         # Templates carry their special tokens: tokenize without adding any, like the hf engine.
         prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         outputs = self.llm.generate(
@@ -290,9 +317,14 @@ class VLLMEngine(Engine):
             self.llm.collective_rpc("reload_weights",
                                     kwargs={"weights_iterator": pairs(), "is_checkpoint_format": True})
 
+        self._check_no_pending_sync()
         started = time.monotonic()
         with _UnloadedWeights() as unloaded:
-            _run_with_deadline(push, self.sync_timeout if timeout is None else timeout, stage)
+            try:
+                _run_with_deadline(push, self.sync_timeout if timeout is None else timeout, stage)
+            except WeightSyncError as e:
+                self._pending_sync = e.pending
+                raise
         if unloaded.names:
             raise WeightSyncError(f"vllm weight sync: {len(unloaded.names)} engine parameters got no new "
                                   f"weights (e.g. {', '.join(unloaded.names[:3])}); does the trainer's "
@@ -306,8 +338,10 @@ class VLLMEngine(Engine):
         """Free the engine's accelerator memory while the trainer runs (needs enable_sleep_mode)."""
         self.llm.sleep(level=level)
 
-    def wake_up(self) -> None:
-        self.llm.wake_up()
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        """Re-allocate what `sleep` freed; tags=["weights"] first lets `update_weights` run before the
+        KV cache comes back."""
+        self.llm.wake_up(tags)
 
     def close(self) -> None:
         llm = self.__dict__.pop("llm", None)
