@@ -170,11 +170,15 @@ def model_dir() -> str:
 @pytest.fixture(scope="module")
 def record(model_dir, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("vllm") / "record.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    # this checkout's rlvr, whatever the venv's editable install points at
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("VIRTUAL_ENV", None)
     proc = subprocess.run([str(VLLM_PYTHON), str(CHECK_SCRIPT), model_dir, str(out)], cwd=out.parent,
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(out.read_text())
+    record = json.loads(out.read_text())
+    print("vllm_check timings:", {k: round(v, 1) for k, v in record["timings"].items()})
+    return record
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +212,8 @@ def logprob_gap(model, samples: list[dict], temperature: float) -> torch.Tensor:
 @pytest.mark.vllm
 def test_module_does_not_import_vllm_where_vllm_is_installed():
     code = "import sys, rlvr.generation.vllm; print('vllm' in sys.modules)"
-    out = subprocess.run([str(VLLM_PYTHON), "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([str(VLLM_PYTHON), "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip() == "False"
 
 
@@ -244,6 +249,15 @@ def test_greedy_matches_transformers_greedy(record, hf):
     model, _ = hf
     for s in record["greedy"]:
         assert s["response_ids"] == hf_greedy(model, s["prompt_ids"], check.GREEDY["max_new_tokens"])
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_greedy_with_n_above_one_repeats_the_answer(record):
+    assert [s["prompt_index"] for s in record["greedy_twice"]] == [0, 0, 1, 1]
+    assert [s["response_ids"] for s in record["greedy_twice"]] == [
+        s["response_ids"] for s in record["greedy"] for _ in range(2)]
 
 
 @needs_vllm_venv

@@ -4,7 +4,7 @@ Run as `.venv-vllm/bin/python tests/vllm_check.py MODEL_DIR OUT.json`. It only r
 the main venv, with the trainer's transformers) recomputes everything and judges it.
 
 Recorded, in order:
-  greedy      generate(prompts, n=1, greedy)
+  greedy      generate(prompts, n=1, greedy); greedy_twice: the same with n=2
   sampled     generate(prompts, n=3, T=0.7, top-k 40, top-p 0.9, stop "\\n", seed 7), twice (same seed)
   perturbed   greedy again after update_weights(perturbed copy of the model)  (see PERTURBATION)
   restored    greedy again after update_weights(original model)
@@ -90,6 +90,7 @@ def main(model_dir: str, out_path: str) -> None:
         record["timings"][f"{key}_s"] = time.monotonic() - started
 
     run("greedy", 1, GREEDY)
+    run("greedy_twice", 2, GREEDY)
     run("sampled", 3, SAMPLED)
     run("sampled_again", 3, SAMPLED)
 

@@ -226,10 +226,10 @@ class VLLMEngine(Engine):
         `enforce_eager`: default on CPU only (compiling costs more than it saves in short runs there;
         on GPUs CUDA graphs pay off). `sync_timeout`: seconds `update_weights` may take before it
         raises. `vllm_kwargs` go to `vllm.LLM` unchanged."""
+        vllm = _import_vllm()
         # Process-wide, read when the engine is built: an in-process engine core, so that weights are
         # handed over by reference (a separate core process could not receive a generator of tensors).
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        vllm = _import_vllm()
         from vllm.platforms import current_platform
 
         if enable_sleep_mode and not current_platform.is_sleep_mode_available():
@@ -278,15 +278,18 @@ class VLLMEngine(Engine):
             return []
         # Templates carry their special tokens: tokenize without adding any, like the hf engine.
         prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        # vLLM refuses n > 1 for greedy requests; the n greedy answers are one answer n times.
+        n_request = 1 if sampling.greedy else n
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids],
-            [self._request_params(sampling, n, i) for i in range(len(prompts))],
+            [self._request_params(sampling, n_request, i) for i in range(len(prompts))],
             use_tqdm=len(prompts) * n >= 64,
         )
         samples: list[Sample] = []
         for index, (prompt, ids, out) in enumerate(zip(prompts, prompt_ids, outputs)):
             for completion in sorted(out.outputs, key=lambda c: c.index):
-                samples.append(self._sample(prompt, ids, index, completion))
+                for _ in range(n // n_request):
+                    samples.append(self._sample(prompt, ids, index, completion))
         return samples
 
     @staticmethod
