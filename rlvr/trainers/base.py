@@ -73,6 +73,12 @@ class Trainer:
     def extra_rng(self) -> dict:
         return {}
 
+    def after_step(self) -> None:
+        """After each optimizer step, e.g. push the new weights to a separate generation engine."""
+
+    def close(self) -> None:
+        """Release worker processes and engines."""
+
     def load_extra_rng(self, state: dict) -> None:
         pass
 
@@ -109,6 +115,12 @@ class Trainer:
                         title=str(self.run_dir))
 
     def train(self) -> dict:
+        try:
+            return self._train()
+        finally:
+            self.close()
+
+    def _train(self) -> dict:
         self.restore()
         start = time.time()
         bar = tqdm(total=self.max_steps, initial=self.step, desc=self.run_dir.name, dynamic_ncols=True,
@@ -117,6 +129,7 @@ class Trainer:
         while self.step < self.max_steps:
             metrics = self.train_step(self.step)
             self.step += 1
+            self.after_step()
             last = self.step == self.max_steps  # logged after the final evaluation below
             evaluated = bool(self.eval_every) and self.step % self.eval_every == 0 and not last
             if evaluated:

@@ -17,10 +17,10 @@ from rlvr.config import SFTConfig
 from rlvr.data import load_rows, render_prompt, render_response
 from rlvr.data.templates import encode
 from rlvr.errors import UserError
-from rlvr.generation import sampling_params
 from rlvr.generation.hf import HFEngine
 from rlvr.models import load_model, load_tokenizer, prepare_model
 from rlvr.trainers.base import Trainer
+from rlvr.trainers.evaluation import exact_match, greedy_accuracy
 from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
 from rlvr.trainers.sampler import EpochSampler
 
@@ -58,10 +58,6 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
         attention[row, : len(e.ids)] = 1
         loss_mask[row, e.prompt_len : len(e.ids)] = 1.0
     return {"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask[:, 1:]}
-
-
-def normalize_answer(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 class SFTTrainer(Trainer):
@@ -154,18 +150,8 @@ class SFTTrainer(Trainer):
         rows = [r for r in self.eval_rows if r.get("reference") is not None]
         if not rows:
             return None
-        world = D.world_size()
-        per_rank = -(-len(rows) // world)
-        mine = list(range(D.rank() * per_rank, min(len(rows), (D.rank() + 1) * per_rank)))
-        padded = mine + [0] * (per_rank - len(mine))  # equal work per rank; the padding is not counted
-        prompts = [render_prompt(self.tokenizer, rows[i]["prompt"], self.cfg.data) for i in padded]
-        sp = sampling_params(self.cfg.generation)
-        sp.temperature = 0.0
-        samples = self.generator.generate(prompts, 1, sp)
-        hits = sum(normalize_answer(s.text) == normalize_answer(rows[i]["reference"])
-                   for i, s in zip(mine, samples))
-        (hits,) = D.all_sum([float(hits)])
-        return hits / len(rows)
+        return greedy_accuracy(self.generator, self.tokenizer, rows, self.cfg.data,
+                               self.cfg.generation.max_new_tokens, exact_match)
 
     def evaluate(self, step: int) -> dict:
         out = {"eval_loss": self.eval_loss()}

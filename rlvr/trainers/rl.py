@@ -1,0 +1,356 @@
+"""The one RL loop: PPO with a critic, and GRPO, Dr. GRPO, RLOO, REINFORCE++ without one.
+
+    rollout (n samples per prompt) -> rewards from verifiers -> old / reference logprobs, values
+    -> advantages -> PPO epochs over minibatches -> the generation engine sees the new weights
+
+The estimators differ only in `advantages()` and the loss terms they switch on; everything else is
+shared. Every rank holds whole groups (all n samples of its prompts), so group statistics never cross
+ranks, and every rank runs the same number of forward passes (ZeRO-3 forwards are collectives).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+import verifiers
+from rlvr import distributed as D
+from rlvr.algorithms.advantages import (dr_grpo_advantages, gae, grpo_advantages, masked_mean,
+                                        reinforce_pp_advantages, rloo_advantages, whiten)
+from rlvr.algorithms.controllers import KLController, RunningMoments
+from rlvr.algorithms.logprobs import entropy as token_entropy
+from rlvr.algorithms.logprobs import token_logprobs
+from rlvr.algorithms.losses import aggregate, kl_penalty, policy_loss, value_loss
+from rlvr.config.rl import RLConfig
+from rlvr.data import load_rows, render_prompt
+from rlvr.errors import UserError
+from rlvr.generation import sampling_params
+from rlvr.generation.base import Sample
+from rlvr.generation.factory import make_engine as make_generation_engine
+from rlvr.models import load_model, load_tokenizer, prepare_model
+from rlvr.trainers.base import Trainer
+from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
+from rlvr.trainers.evaluation import greedy_accuracy
+from rlvr.trainers.rl_models import ValueModel, reference_engine
+from rlvr.trainers.rollout import RolloutBatch, build_batch, last_token_rewards, shape_reward
+from rlvr.trainers.sampler import EpochSampler
+
+GROUP_ESTIMATORS = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages, "rloo": rloo_advantages}
+
+
+class RLTrainer(Trainer):
+    plot_keys = ["reward", "eval_accuracy", "kl", "response_length", "entropy"]
+
+    def __init__(self, cfg: RLConfig):
+        t = cfg.trainer
+        super().__init__(cfg, t.max_steps, t.seed, t.save_every, t.eval_every, t.keep_checkpoints, t.resume)
+        self.t = t
+        world = D.world_size()
+        if t.prompts_per_step % world:
+            raise UserError(f"trainer.prompts_per_step: {t.prompts_per_step} must be a multiple of the "
+                            f"number of ranks ({world})")
+        rollout = t.prompts_per_step * t.samples_per_prompt
+        if rollout % t.minibatch_size:
+            raise UserError(f"trainer.minibatch_size: {t.minibatch_size} must divide prompts_per_step x "
+                            f"samples_per_prompt = {rollout}")
+        if t.algorithm == "rloo" and t.samples_per_prompt < 2:
+            raise UserError("trainer.samples_per_prompt: RLOO needs at least 2")
+        self.plan = BatchPlan.make(t.minibatch_size, t.micro_batch_size, world, key="trainer")
+        self.updates_per_step = t.ppo_epochs * rollout // t.minibatch_size
+
+        model_path = prepare_model(cfg.model, self.run_dir, seed=t.seed) if D.is_main() else None
+        model_path = D.broadcast_object(model_path)
+        self.tokenizer = load_tokenizer(model_path)
+        need = {"prompt": str}
+        self.rows = load_rows(cfg.data, cfg.data.split, need).rows
+        eval_source = cfg.data.eval_source or cfg.data.source
+        self.eval_rows = load_rows(cfg.data, cfg.data.eval_split, need, source=eval_source,
+                                   limit=min(t.eval_samples, cfg.data.eval_samples or t.eval_samples)).rows
+        self.sampler = EpochSampler(len(self.rows), seed=t.seed)
+
+        ds = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
+        zero3 = hf_zero3_context(ds)  # noqa: F841 - alive while models load
+        total_updates = t.max_steps * self.updates_per_step
+        self.actor = make_engine(load_model(model_path, cfg.model.dtype), ds, t.lr, t.betas, t.weight_decay,
+                                 t.warmup_steps, total_updates, t.min_lr_ratio)
+        self.engines = {"actor": self.actor}
+        self.critic = None
+        if t.algorithm == "ppo":
+            critic = ValueModel(cfg.critic_model or model_path, cfg.model.dtype)
+            self.critic = make_engine(critic, ds, t.critic_lr, t.betas, t.weight_decay, t.warmup_steps,
+                                      total_updates, t.min_lr_ratio)
+            self.engines["critic"] = self.critic
+        self.reference = reference_engine(model_path, cfg.model.dtype, ds) if t.kl_coef > 0 else None
+        self.kl_ctl = KLController(t.kl_coef, t.kl_target, t.kl_horizon)
+        self.reward_stats = RunningMoments()
+
+        if cfg.generation.backend == "hf":
+            from rlvr.generation.hf import HFEngine
+
+            # the engine samples from the actor's own module: no copy, no weight sync
+            self.generator = HFEngine(self.actor.module, self.tokenizer, batch_size=cfg.generation.batch_size,
+                                      seed=t.seed + D.rank(), sync_ranks=cfg.deepspeed.stage == 3)
+        else:
+            self.generator = make_generation_engine(cfg, model_path, self.tokenizer)
+        self.sampling = sampling_params(cfg.generation)
+        self.sampling.seed = None  # the engine's generator advances; its state is checkpointed
+        try:
+            verifier = verifiers.compose([{k: v for k, v in vars(s).items() if v is not None}
+                                          for s in cfg.reward.verifiers])
+        except verifiers.VerifierError as e:
+            raise UserError(f"reward.verifiers: {e}") from None
+        self.part_names = [s.key or s.name for s in cfg.reward.verifiers]
+        self.pool = verifiers.VerifierPool(verifier, workers=cfg.reward.workers, timeout=cfg.reward.timeout)
+
+    # ---- rollout --------------------------------------------------------------------------------
+    def _score(self, samples: list[Sample], rows: list[dict]) -> None:
+        r = self.cfg.reward
+        vs = [verifiers.Sample(prompt=row["prompt"], completion=s.text, reference=row.get("reference"),
+                               fields={k: v for k, v in row.items() if k not in ("prompt", "reference")})
+              for s, row in zip(samples, (rows[s.prompt_index] for s in samples))]
+        for s, score in zip(samples, self.pool.score(vs)):
+            s.row = rows[s.prompt_index]
+            s.correct = score.correct
+            s.scores = {k: float(v) for k, v in score.details.items()
+                        if k in self.part_names and isinstance(v, (int, float))} or {self.part_names[0]: score.reward}
+            s.reward = score.reward
+            s.reward = shape_reward(s, self.sampling.max_new_tokens, r.truncation_penalty, r.overlong,
+                                    r.overlong_buffer)
+
+    def _generate_groups(self, prompt_indices: list[int]) -> list[list[Sample]]:
+        rows = [self.rows[i] for i in prompt_indices]
+        prompts = [render_prompt(self.tokenizer, row["prompt"], self.cfg.data) for row in rows]
+        n = self.t.samples_per_prompt
+        samples = self.generator.generate(prompts, n, self.sampling)
+        self._score(samples, rows)
+        return [samples[g * n : (g + 1) * n] for g in range(len(rows))]
+
+    def rollout(self) -> tuple[list[Sample], dict]:
+        """This rank's groups for one step. Dynamic sampling swaps groups whose rewards are all equal
+        (zero advantage: no signal) for fresh ones; every rank runs the same number of refill rounds."""
+        per_rank = self.t.prompts_per_step // D.world_size()
+        mine = lambda idx: idx[D.rank() :: D.world_size()]  # noqa: E731
+        groups = self._generate_groups(mine(self.sampler.take(self.t.prompts_per_step)))
+        flat_share = sum(_flat(g) for g in groups) / len(groups)
+        rounds = 0
+        if self.t.dynamic_sampling:
+            for rounds in range(1, self.t.max_refill_rounds + 1):
+                (short,) = D.all_sum([float(sum(_flat(g) for g in groups))])
+                if short == 0:
+                    rounds -= 1
+                    break
+                fresh = self._generate_groups(mine(self.sampler.take(self.t.prompts_per_step)))
+                informative = [g for g in fresh if not _flat(g)]
+                groups = [g if not _flat(g) or not informative else informative.pop() for g in groups]
+        assert len(groups) == per_rank
+        return [s for g in groups for s in g], {"flat_group_share": flat_share, "refill_rounds": rounds}
+
+    # ---- model passes ---------------------------------------------------------------------------
+    def _forward_logprobs(self, model, b: RolloutBatch, with_entropy: bool = False):
+        logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask,
+                       position_ids=b.position_ids).logits
+        logits = logits[:, b.prompt_len - 1 : -1]
+        if self.sampling.temperature > 0:
+            logits = logits / self.sampling.temperature  # the distribution the samples came from
+        tokens = b.input_ids[:, b.prompt_len :]
+        lp = token_logprobs(logits, tokens)
+        return (lp, token_entropy(logits)) if with_entropy else (lp, None)
+
+    def _values(self, b: RolloutBatch) -> torch.Tensor:
+        return self.critic(b.input_ids, b.attention_mask, b.position_ids)[:, b.prompt_len - 1 : -1]
+
+    @torch.no_grad()
+    def _in_micro_batches(self, fn, b: RolloutBatch) -> torch.Tensor:
+        m = self.plan.micro
+        return torch.cat([fn(b.select(list(range(i, min(i + m, len(b)))))) for i in range(0, len(b), m)])
+
+    # ---- advantages -----------------------------------------------------------------------------
+    def advantages(self, b: RolloutBatch, old_lp, ref_lp, values) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(advantages [B, T], returns [B, T] for the critic or None)."""
+        t, mask = self.t, b.response_mask
+        if t.algorithm in GROUP_ESTIMATORS:
+            seq = GROUP_ESTIMATORS[t.algorithm](b.scores.view(-1, t.samples_per_prompt)).flatten()
+            return seq[:, None] * mask, None
+        rewards = last_token_rewards(b.scores, b.lengths, mask.shape[1])
+        if ref_lp is not None and t.kl_in_reward:
+            rewards = rewards - self.kl_ctl.beta * kl_penalty(old_lp, ref_lp, "k1") * mask
+        if t.algorithm == "reinforce_pp":
+            return reinforce_pp_advantages(rewards, mask, t.gamma), None
+        adv, returns = gae(rewards, values, mask, t.gamma, t.lam)
+        if t.whiten_advantages:
+            adv = whiten(adv, mask)
+        return adv, returns
+
+    # ---- one step -------------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict:
+        t0 = time.time()
+        samples, rollout_stats = self.rollout()
+        gen_seconds = time.time() - t0
+        if self.cfg.reward.normalize or self.cfg.reward.clip:
+            self._normalize_rewards(samples)
+        keep = [not (self.cfg.reward.overlong == "filter" and s.finish_reason == "length") for s in samples]
+        b = build_batch(samples, self.tokenizer.pad_token_id, keep)
+
+        t1 = time.time()
+        self.actor.eval()
+        old_lp = self._in_micro_batches(lambda mb: self._forward_logprobs(self.actor, mb)[0], b)
+        ref_lp = (self._in_micro_batches(lambda mb: self._forward_logprobs(self.reference, mb)[0], b)
+                  if self.reference is not None else None)
+        values = self._in_micro_batches(self._values, b) if self.critic is not None else None
+        adv, returns = self.advantages(b, old_lp, ref_lp, values)
+        self.actor.train()
+
+        stats = self._update(b, old_lp, ref_lp, values, adv, returns)
+        train_seconds = time.time() - t1
+        return self._metrics(samples, b, old_lp, ref_lp, values, returns, stats, rollout_stats,
+                             gen_seconds, train_seconds)
+
+    def _update(self, b, old_lp, ref_lp, values, adv, returns) -> dict:
+        t, plan, mask = self.t, self.plan, b.response_mask
+        local_mb = t.minibatch_size // plan.ranks
+        scale = plan.accumulation * plan.ranks  # undo DeepSpeed's averaging (see SFT)
+        sums = {"policy_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "value_loss": 0.0, "kl_loss": 0.0}
+        tokens_seen = 0.0
+        for _ in range(t.ppo_epochs):
+            order = torch.randperm(len(b)).tolist()
+            for start in range(0, len(b), local_mb):
+                idx = order[start : start + local_mb]
+                (n_tokens,) = D.all_sum([float(mask[idx].sum())])
+                n_tokens = max(n_tokens, 1.0)
+                for m0 in range(0, len(idx), plan.micro):
+                    mi = idx[m0 : m0 + plan.micro]
+                    mb = b.select(mi)
+                    mmask = mask[mi]
+                    lp, ent = self._forward_logprobs(self.actor, mb, with_entropy=t.entropy_coef > 0)
+                    pl, clipped = policy_loss(lp, old_lp[mi], adv[mi], t.clip_low, t.clip_high, t.dual_clip)
+                    loss_tok = pl
+                    if ref_lp is not None and not t.kl_in_reward:
+                        kl = kl_penalty(lp, ref_lp[mi], t.kl_estimator)
+                        loss_tok = loss_tok + self.kl_ctl.beta * kl
+                        sums["kl_loss"] += float((kl * mmask).sum())
+                    if ent is not None:
+                        loss_tok = loss_tok - t.entropy_coef * ent
+                    loss = aggregate(loss_tok, mmask, t.loss_agg, n_tokens, t.minibatch_size,
+                                     self.sampling.max_new_tokens)
+                    self.actor.backward(loss * scale)
+                    self.actor.step()
+                    with torch.no_grad():
+                        sums["policy_loss"] += float((pl * mmask).sum())
+                        sums["clip_frac"] += float((clipped * mmask).sum())
+                        sums["approx_kl"] += float((0.5 * (lp - old_lp[mi]) ** 2 * mmask).sum())
+                    tokens_seen += float(mmask.sum())
+                    if self.critic is not None:
+                        v = self._values(mb)
+                        vl = value_loss(v, values[mi], returns[mi], t.value_clip)
+                        self.critic.backward(aggregate(vl, mmask, "token_mean", n_tokens) * t.vf_coef * scale)
+                        self.critic.step()
+                        sums["value_loss"] += float((vl * mmask).sum())
+        totals = D.all_sum([tokens_seen, *sums.values()])
+        return {k: v / max(totals[0], 1.0) for k, v in zip(sums, totals[1:])}
+
+    def _normalize_rewards(self, samples: list[Sample]) -> None:
+        rewards = [s.reward for s in samples]
+        if self.cfg.reward.normalize:
+            self.reward_stats.update(sum(D.all_gather_object(rewards), []))
+            rewards = [r / self.reward_stats.std for r in rewards]
+        if self.cfg.reward.clip:
+            c = self.cfg.reward.clip
+            rewards = [max(-c, min(c, r)) for r in rewards]
+        for s, r in zip(samples, rewards):
+            s.reward = r
+
+    # ---- metrics --------------------------------------------------------------------------------
+    def _metrics(self, samples, b, old_lp, ref_lp, values, returns, stats, rollout_stats, gen_s, train_s):
+        mask = b.token_mask
+        n_tok = float(mask.sum())
+        parts = {f"reward/{k}": sum(s.scores.get(k, 0.0) for s in samples) for k in self.part_names}
+        sums = {
+            "reward": sum(s.reward for s in samples),
+            "reward_sq": sum(s.reward**2 for s in samples),
+            "accuracy": sum(bool(s.correct) for s in samples),
+            "truncated": sum(s.finish_reason == "length" for s in samples),
+            "response_length": float(b.lengths.sum()),
+            "logprob_mismatch": float(((b.gen_logprobs - old_lp).abs() * mask).sum()),
+            "kl": float((kl_penalty(old_lp, ref_lp, "k3") * mask).sum()) if ref_lp is not None else 0.0,
+            "flat_groups": rollout_stats["flat_group_share"],
+            **parts,
+        }
+        keys = list(sums)
+        totals = dict(zip(keys, D.all_sum([sums[k] for k in keys])))
+        (n_samples, n_tokens) = D.all_sum([float(len(samples)), n_tok])
+        mean = totals["reward"] / n_samples
+        m = {
+            "reward": mean,
+            "reward_std": max(totals["reward_sq"] / n_samples - mean**2, 0.0) ** 0.5,
+            "accuracy": totals["accuracy"] / n_samples,
+            "response_length": totals["response_length"] / n_samples,
+            "truncated_share": totals["truncated"] / n_samples,
+            "logprob_mismatch": totals["logprob_mismatch"] / max(n_tokens, 1),
+            "flat_group_share": totals["flat_groups"] / D.world_size(),
+            **{k: totals[k] / n_samples for k in parts},
+            **stats,
+            "entropy": self._mean_entropy(b),
+            "gen_seconds": gen_s, "train_seconds": train_s,
+            "tokens_per_second": n_tokens / max(gen_s, 1e-9),
+            "lr": self.actor.get_lr()[0],
+        }
+        if ref_lp is not None:
+            m["kl"] = totals["kl"] / max(n_tokens, 1)
+            m["beta"] = self.kl_ctl.beta
+            self.kl_ctl.update(m["kl"], int(n_samples))
+        if values is not None:
+            mm = b.response_mask
+            var_r = masked_mean((returns - masked_mean(returns, mm)) ** 2, mm)
+            var_e = masked_mean((returns - values - masked_mean(returns - values, mm)) ** 2, mm)
+            m["explained_variance"] = float(1 - var_e / var_r.clamp(min=1e-8))
+        if self.t.dynamic_sampling:
+            m["refill_rounds"] = rollout_stats["refill_rounds"]
+        return m
+
+    @torch.no_grad()
+    def _mean_entropy(self, b: RolloutBatch) -> float:
+        """Entropy of the updated policy on a slice of this step's responses (cheap and indicative)."""
+        sub = b.select(list(range(min(len(b), self.plan.micro))))
+        _, ent = self._forward_logprobs(self.actor, sub, with_entropy=True)
+        mask = sub.response_mask
+        total, count = D.all_sum([float((ent * mask).sum()), float(mask.sum())])
+        return total / max(count, 1.0)
+
+    # ---- evaluation and state -------------------------------------------------------------------
+    def evaluate(self, step: int) -> dict:
+        acc = greedy_accuracy(self.generator, self.tokenizer, self.eval_rows, self.cfg.data,
+                              self.sampling.max_new_tokens, self._judge)
+        return {"eval_accuracy": acc}
+
+    def _judge(self, rows: list[dict], samples: list[Sample]) -> list[bool]:
+        for i, s in enumerate(samples):
+            s.prompt_index = i  # one sample per row, in order
+        self._score(samples, rows)
+        return [bool(s.correct) for s in samples]
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict(), "kl": self.kl_ctl.state_dict(),
+                "reward_stats": self.reward_stats.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.kl_ctl.load_state_dict(state["kl"])
+        self.reward_stats.load_state_dict(state["reward_stats"])
+
+    def extra_rng(self) -> dict:
+        return {"generation": self.generator.generator.get_state()} if hasattr(self.generator, "generator") else {}
+
+    def load_extra_rng(self, state: dict) -> None:
+        if "generation" in state and hasattr(self.generator, "generator"):
+            self.generator.generator.set_state(state["generation"])
+
+    def after_step(self) -> None:
+        if self.cfg.generation.backend != "hf":
+            self.generator.update_weights(self.actor.module)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _flat(group: list[Sample]) -> bool:
+    return len({s.reward for s in group}) == 1

@@ -1,0 +1,41 @@
+"""The extra models of RL: a critic (value head on a transformer) and the frozen reference policy."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rlvr.models import load_model
+
+
+class ValueModel(nn.Module):
+    """V(s_t) for every position: a transformer body with a scalar head on its last hidden state."""
+
+    def __init__(self, path: str, dtype: str = "float32"):
+        super().__init__()
+        lm = load_model(path, dtype)
+        self.config = lm.config
+        self.body = lm.get_decoder() if hasattr(lm, "get_decoder") else lm.model
+        self.head = nn.Linear(lm.config.hidden_size, 1)
+        nn.init.zeros_(self.head.weight)  # start from V = 0: no spurious advantages on step one
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
+                           position_ids=position_ids).last_hidden_state
+        return self.head(hidden).squeeze(-1).float()
+
+
+def reference_engine(path: str, dtype: str, ds_config: dict):
+    """The frozen reference. Under ZeRO-3 it is a DeepSpeed engine without an optimizer, so its weights
+    stay partitioned like the actor's; otherwise a plain module in eval mode."""
+    model = load_model(path, dtype)
+    model.requires_grad_(False)
+    model.eval()
+    if ds_config["zero_optimization"]["stage"] != 3:
+        return model
+    import deepspeed
+
+    config = {k: v for k, v in ds_config.items() if k not in ("gradient_clipping",)}
+    engine, *_ = deepspeed.initialize(model=model, config=config, dist_init_required=False)
+    engine.eval()
+    return engine.module
