@@ -98,15 +98,21 @@ def samples_per_problem(cfg: EvalConfig) -> int:
     return n
 
 
-@contextmanager
-def open_judge(judge: Judge, timeout: float) -> Iterator[Callable[[list], list]]:
-    """A function scoring verifiers.Samples: in a VerifierPool (hard timeouts) or the verifier's own batch."""
+def make_verifier(judge: Judge):
     import verifiers
 
     try:
-        verifier = verifiers.load(judge.verifier, **judge.options)
+        return verifiers.load(judge.verifier, **judge.options)
     except verifiers.VerifierError as e:
         raise UserError(f"verifier: {e}") from None
+
+
+@contextmanager
+def open_judge(judge: Judge, timeout: float, verifier=None) -> Iterator[Callable[[list], list]]:
+    """A function scoring verifiers.Samples: in a VerifierPool (hard timeouts) or the verifier's own batch."""
+    import verifiers
+
+    verifier = verifier or make_verifier(judge)
     if judge.workers > 0:
         with verifiers.VerifierPool(verifier, workers=judge.workers, timeout=timeout) as pool:
             yield pool.score
@@ -154,6 +160,7 @@ def run_eval(cfg: EvalConfig, label: str | None = None) -> dict:
     benchmark = benchmark_of(cfg)
     judge = judge_for(benchmark, cfg.verifier.name, cfg.verifier.options, cfg.verifier.workers)
     n = samples_per_problem(cfg)
+    verifier = make_verifier(judge)  # a wrong name or option fails before any model loads
     rows = load_problems(cfg, benchmark, judge)
     model_path = prepare_model(cfg.model, out)
     stamp = fingerprint(cfg, model_path)
@@ -166,7 +173,7 @@ def run_eval(cfg: EvalConfig, label: str | None = None) -> dict:
     records = read_records(out / GENERATIONS)
     todo = [i for i in range(len(rows)) if any(k not in records for k in expected_keys(i, cfg.eval.greedy, n))]
     if todo:
-        _generate_and_judge(cfg, rows, todo, n, model_path, judge, out, benchmark, label)
+        _generate_and_judge(cfg, rows, todo, n, model_path, judge, verifier, out, benchmark, label)
         records = read_records(out / GENERATIONS)
 
     ks = [k for k in sorted(set(cfg.eval.k)) if k <= n]
@@ -195,7 +202,7 @@ def run_eval(cfg: EvalConfig, label: str | None = None) -> dict:
 
 
 def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: int, model_path: str,
-                        judge: Judge, out: Path, benchmark: str, label: str | None) -> None:
+                        judge: Judge, verifier, out: Path, benchmark: str, label: str | None) -> None:
     import verifiers
     from tqdm import tqdm
 
@@ -210,7 +217,7 @@ def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: i
     greedy = dataclasses.replace(sampled, temperature=0.0)
     chunk = max(1, cfg.eval.chunk)
     try:
-        with open_judge(judge, cfg.verifier.timeout) as score, \
+        with open_judge(judge, cfg.verifier.timeout, verifier) as score, \
                 tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not cfg.eval.progress,
                      desc=f"eval {label or cfg.model.name} on {benchmark}", unit="problem") as bar:
             for start in range(0, len(todo), chunk):
