@@ -26,7 +26,7 @@ def test_checkpoints_of_a_run_give_a_score_against_step_plot(tmp_path):
         one = json.loads((out / c["checkpoint"] / "results.json").read_text())
         assert one["problems"] == 16 and one["metrics"] == c["metrics"]
         # the run's own prompting and answer length are used: arith answers fit in 8 tokens
-        assert one["template"] == "chat" and one["sampling"]["max_new_tokens"] == 8
+        assert one["template"] == "chat" and one["max_new_tokens"] == 8
     plot = out / "score_vs_step.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and combined["plot"] == str(plot)
     assert "| 10 | step-000010 |" in proc.stdout and "| 20 | final |" in proc.stdout

@@ -119,6 +119,25 @@ def test_file_benchmark_with_field_names_and_compare(tiny_model_dir, tmp_path, c
     assert "not over the same problems" in shown
 
 
+def test_math500_breaks_down_by_subject_and_level(tiny_model_dir, tmp_path):
+    """The tiny model cannot read MATH problems (its prompt here is a fixed sum), but every row keeps
+    its subject and level, so the breakdown covers the problems evaluated."""
+    from rlvr.cli import main
+
+    out = tmp_path / "m"
+    assert main(["eval", "data.template=plain", "data.prompt_format=1+1=", "generation.max_new_tokens=3",
+                 "eval.progress=false", "--model", tiny_model_dir, "--benchmark", "math500", "--limit", "8",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    from rlvr.config import DataConfig
+    from rlvr.data import load_rows
+
+    rows = load_rows(DataConfig(), split="test", source="math500", limit=8).rows
+    assert res["by_subject"].keys() == {r["subject"] for r in rows}
+    assert sum(g["n"] for g in res["by_level"].values()) == 8
+    assert "## By subject" in (out / "results.md").read_text()
+
+
 def test_few_shot_prompts(tiny_model_dir):
     from rlvr.config import DataConfig
     from rlvr.config.eval import FewShotSettings
