@@ -80,6 +80,8 @@ def run_section(run: Path) -> dict:
 def build_config(args: argparse.Namespace):
     from rlvr.config import config_from_dict, parse_override, read_yaml
 
+    if args.run and args.model:
+        raise UserError("eval: --run evaluates the run's own checkpoints; leave out --model")
     config_path, overrides = split_args(args.args)
     raw = read_yaml(config_path) if config_path else {"kind": "eval"}
     if raw.get("kind", "eval") != "eval":
