@@ -63,3 +63,12 @@ def test_bad_yaml_names_file_and_line(tmp_path):
     proc = run_rlvr("train", str(bad))
     assert proc.returncode == 2
     assert f"{bad} line" in proc.stderr and "not valid YAML" in proc.stderr
+
+
+def test_a_partial_section_keeps_the_kinds_own_defaults():
+    # RLConfig's logging defaults to log_every=1 and SFTConfig's generation to greedy; setting another
+    # key of the section must not reset those to the section class's defaults
+    rl = config_from_dict({"kind": "rl", "logging": {"out_dir": "x"}})
+    assert rl.logging.log_every == 1 and rl.logging.out_dir == "x"
+    sft = config_from_dict({"generation": {"max_new_tokens": 5}})
+    assert sft.generation.temperature == 0.0 and sft.generation.max_new_tokens == 5

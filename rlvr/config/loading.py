@@ -86,17 +86,24 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     raise UserError(f"{key}: expected {_type_name(tp)}, got {value!r}")
 
 
-def _build(cls: type, data: dict, prefix: str) -> Any:
+def _build(cls: type, data: dict, prefix: str, base: Any = None) -> Any:
+    """`cls` from a mapping, on top of `base` (default: cls()). Starting from the parent's default keeps
+    a section's defaults when a file sets only some of its keys (e.g. RL logs every step by default)."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    base = base if base is not None else cls()
     kwargs = {}
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else str(k)
         if k not in hints:
             where = f"under '{prefix}'" if prefix else "at the top level"
             raise UserError(f"unknown key '{key}' (valid keys {where}: {', '.join(names)})")
-        kwargs[k] = _convert(v, hints[k], key)
-    return cls(**kwargs)
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp) and isinstance(v, dict):
+            kwargs[k] = _build(tp, v, key, getattr(base, k))
+        else:
+            kwargs[k] = _convert(v, tp, key)
+    return dataclasses.replace(base, **kwargs)
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
