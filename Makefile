@@ -9,8 +9,8 @@ TORCH   ?= torch==2.13.0
 
 .PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox
 
-demo: setup  ## the main job: rlvr quickstart (tiny model, SFT on arith, evaluation)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/rlvr quickstart
+demo: setup  ## the main job: rlvr quickstart (tiny model, SFT then GRPO on arith, evaluation); resumes
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/rlvr quickstart --resume
 
 test: setup  ## the whole test suite, slow learning checks included
 	$(BIN)/python -m pytest -q

@@ -1,7 +1,8 @@
 """`rlvr quickstart`: the whole pipeline on the embedded default, with nothing to download.
 
-Builds a tiny model, fine-tunes it on the `arith` task, evaluates it on the held-out split, and writes
-summary.json, report.md and the curves into one folder.
+Builds a tiny model, fine-tunes it briefly on the `arith` task (short, to leave headroom), then trains it
+with RL (GRPO by default) rewarded by the `math` verifier, evaluates both on the held-out split, and
+writes summary.json, report.md and the curves into one folder.
 """
 from __future__ import annotations
 
@@ -26,30 +27,74 @@ def sft_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps
     }
 
 
+def rl_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps: int, algorithm: str) -> dict:
+    critic = algorithm == "ppo"
+    return {
+        "kind": "rl",
+        "model": {"name": str(out / "sft" / "final")},
+        "data": {"source": "arith", "arith": {"operands": operands, "digits": digits, "ops": ops,
+                                              "train_size": 8000, "test_size": 500, "seed": seed}},
+        "generation": {"temperature": 1.0, "max_new_tokens": operands * digits + 4, "batch_size": 512},
+        "reward": {"verifiers": [{"name": "math", "options": {"last_number_fallback": True}}]},
+        "trainer": {"algorithm": algorithm, "max_steps": steps, "prompts_per_step": 128,
+                    "samples_per_prompt": 8, "minibatch_size": 256, "micro_batch_size": 256,
+                    "lr": 1e-4, "warmup_steps": 10, "critic_lr": 1e-3 if critic else 1e-4,
+                    "kl_coef": 0.01 if critic else 0.0, "kl_in_reward": critic, "whiten_advantages": critic,
+                    "eval_every": max(steps // 5, 1), "seed": seed},
+        "logging": {"out_dir": str(out / "rl"), "log_every": 1},
+    }
+
+
 def run(out: Path, seed: int = 0, operands: int = 2, digits: int = 2, ops: str = "+",
-        sft_steps: int = 1000, resume: bool = False) -> dict:
+        sft_steps: int = 320, rl_steps: int = 100, algorithm: str = "grpo", resume: bool = False) -> dict:
+    from rlvr.trainers.rl import RLTrainer
     from rlvr.trainers.sft import SFTTrainer
 
     start = time.time()
+    summary = {"task": {"operands": operands, "digits": digits, "ops": ops, "seed": seed},
+               "algorithm": algorithm, "sft_steps": sft_steps, "rl_steps": rl_steps}
     cfg = config_from_dict(sft_config(out, seed, operands, digits, ops, sft_steps), source="quickstart")
     cfg.trainer.resume = resume
-    sft = SFTTrainer(cfg).train()
-    summary = {"sft_accuracy": sft.get("eval_accuracy"), "sft_eval_loss": sft.get("eval_loss"),
-               "task": {"operands": operands, "digits": digits, "ops": ops, "seed": seed},
-               "sft_steps": sft_steps, "seconds": round(time.time() - start, 1),
-               "sft_model": str(out / "sft" / "final")}
+    sft = SFTTrainer(cfg).train() if not (out / "sft" / "summary.json").is_file() else _read(out / "sft")
+    summary.update(sft_accuracy=sft.get("eval_accuracy"), sft_seconds=sft.get("seconds"))
+    if rl_steps > 0:
+        cfg = config_from_dict(rl_config(out, seed, operands, digits, ops, rl_steps, algorithm),
+                               source="quickstart")
+        cfg.trainer.resume = resume
+        rl = RLTrainer(cfg).train()
+        summary.update(rl_accuracy=rl.get("eval_accuracy"), rl_seconds=rl.get("seconds"))
+        plot_accuracy(out)
+    summary["seconds"] = round(time.time() - start, 1)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "report.md", report(summary))
     return summary
 
 
+def _read(run_dir: Path) -> dict:
+    import json
+
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def plot_accuracy(out: Path) -> None:
+    """Reward and held-out accuracy against RL step, with the SFT model's accuracy as step 0."""
+    from rlvr.trainers.metrics import plot_curves, read_metrics
+
+    records = read_metrics(out / "rl" / "metrics.jsonl")
+    sft = _read(out / "sft")
+    plot_curves([{"step": 0, "eval_accuracy": sft.get("eval_accuracy")}] + records,
+                ["reward", "eval_accuracy"], out / "reward_accuracy.png", title="quickstart: RL after SFT")
+
+
 def report(s: dict) -> str:
     t = s["task"]
+    rows = f"| SFT ({s['sft_steps']} steps) | {s['sft_accuracy']:.1%} | {s['sft_seconds']:.0f} s |\n"
+    if "rl_accuracy" in s:
+        rows += f"| + {s['algorithm'].upper()} ({s['rl_steps']} steps) | {s['rl_accuracy']:.1%} | {s['rl_seconds']:.0f} s |\n"
     return (
         f"# rlvr quickstart\n\n"
         f"Task: `arith`, {t['operands']} operands of up to {t['digits']} digits, ops `{t['ops']}`, seed {t['seed']}; "
-        f"held-out split of 500 problems, greedy decoding, exact match.\n\n"
-        f"| stage | held-out accuracy | eval loss |\n|---|---|---|\n"
-        f"| SFT ({s['sft_steps']} steps) | {s['sft_accuracy']:.1%} | {s['sft_eval_loss']:.4f} |\n\n"
-        f"Total time: {s['seconds']:.0f} s. Curves: `sft/curves.png`. Model: `{s['sft_model']}`.\n"
+        f"held-out split of 500 problems, greedy decoding, judged by the `math` verifier.\n\n"
+        f"| stage | held-out accuracy | time |\n|---|---|---|\n{rows}\n"
+        f"Total time: {s['seconds']:.0f} s. Curves: `sft/curves.png`, `rl/curves.png`, `reward_accuracy.png`.\n"
     )

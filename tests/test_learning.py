@@ -19,11 +19,19 @@ def test_sft_arith_reaches_95_percent(tmp_path):
     assert (out / "final" / "model.safetensors").is_file()
 
 
-def test_quickstart_writes_its_report(tmp_path):
+def test_quickstart_writes_its_report_and_resumes(tmp_path):
     out = tmp_path / "qs"
-    proc = run_rlvr("quickstart", "--out", str(out), "--sft-steps", "40", check=True)
+    args = ("quickstart", "--out", str(out), "--sft-steps", "40", "--rl-steps", "2")
+    proc = run_rlvr(*args, check=True)
     summary = json.loads((out / "summary.json").read_text())
-    assert {"sft_accuracy", "seconds"} <= set(summary)
-    assert 0.0 <= summary["sft_accuracy"] <= 1.0
-    assert "| SFT (40 steps) |" in (out / "report.md").read_text()
-    assert "sft_accuracy=" in proc.stdout
+    assert {"sft_accuracy", "rl_accuracy", "seconds"} <= set(summary)
+    assert 0.0 <= summary["sft_accuracy"] <= 1.0 and 0.0 <= summary["rl_accuracy"] <= 1.0
+    report = (out / "report.md").read_text()
+    assert "| SFT (40 steps) |" in report and "| + GRPO (2 steps) |" in report
+    assert (out / "reward_accuracy.png").stat().st_size > 5_000
+    assert "rl_accuracy=" in proc.stdout
+    # running it again without --resume refuses to overwrite; with --resume it finds the work done
+    assert run_rlvr(*args).returncode == 2
+    again = run_rlvr(*args, "--resume", check=True)
+    assert json.loads((out / "summary.json").read_text())["sft_accuracy"] == summary["sft_accuracy"]
+    assert "rl_accuracy=" in again.stdout

@@ -47,6 +47,7 @@ class FieldsConfig:
     reference: str = "reference"  # the reference answer a verifier checks against
     chosen: str = "chosen"
     rejected: str = "rejected"
+    tests: str = "tests"  # test cases for the code verifier
 
 
 @dataclass

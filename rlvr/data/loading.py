@@ -110,7 +110,7 @@ def _check(rows: Iterable[dict], convert: Callable[[dict], dict], need: dict[str
 def mapper(fields) -> Callable[[dict], dict]:
     """Rename a file's own field names to rlvr's canonical ones (the rest pass through)."""
     names = {"prompt": fields.prompt, "response": fields.response, "reference": fields.reference,
-             "chosen": fields.chosen, "rejected": fields.rejected}
+             "chosen": fields.chosen, "rejected": fields.rejected, "tests": fields.tests}
 
     def convert(raw: dict) -> dict:
         row = dict(raw)
