@@ -113,9 +113,8 @@ class RLTrainer(Trainer):
             s.correct = score.correct
             s.scores = {k: float(v) for k, v in score.details.items()
                         if k in self.part_names and isinstance(v, (int, float))} or {self.part_names[0]: score.reward}
-            s.reward = score.reward
-            s.reward = shape_reward(s, self.sampling.max_new_tokens, r.truncation_penalty, r.overlong,
-                                    r.overlong_buffer)
+            s.reward = shape_reward(score.reward, s, self.sampling.max_new_tokens, r.truncation_penalty,
+                                    r.overlong, r.overlong_buffer)
 
     def _generate_groups(self, prompt_indices: list[int]) -> list[list[Sample]]:
         rows = [self.rows[i] for i in prompt_indices]
@@ -125,23 +124,24 @@ class RLTrainer(Trainer):
         self._score(samples, rows)
         return [samples[g * n : (g + 1) * n] for g in range(len(rows))]
 
+    def _my_share(self, indices: list[int]) -> list[int]:
+        return indices[D.rank() :: D.world_size()]
+
     def rollout(self) -> tuple[list[Sample], dict]:
         """This rank's groups for one step. Dynamic sampling swaps groups whose rewards are all equal
         (zero advantage: no signal) for fresh ones; every rank runs the same number of refill rounds."""
         per_rank = self.t.prompts_per_step // D.world_size()
-        mine = lambda idx: idx[D.rank() :: D.world_size()]  # noqa: E731
-        groups = self._generate_groups(mine(self.sampler.take(self.t.prompts_per_step)))
-        flat_share = sum(_flat(g) for g in groups) / len(groups)
+        groups = self._generate_groups(self._my_share(self.sampler.take(self.t.prompts_per_step)))
+        flat_share = sum(map(_flat, groups)) / len(groups)
         rounds = 0
-        if self.t.dynamic_sampling:
-            for rounds in range(1, self.t.max_refill_rounds + 1):
-                (short,) = D.all_sum([float(sum(_flat(g) for g in groups))])
-                if short == 0:
-                    rounds -= 1
-                    break
-                fresh = self._generate_groups(mine(self.sampler.take(self.t.prompts_per_step)))
-                informative = [g for g in fresh if not _flat(g)]
-                groups = [g if not _flat(g) or not informative else informative.pop() for g in groups]
+        while self.t.dynamic_sampling and rounds < self.t.max_refill_rounds:
+            (flat,) = D.all_sum([float(sum(map(_flat, groups)))])
+            if flat == 0:
+                break
+            rounds += 1
+            fresh = self._generate_groups(self._my_share(self.sampler.take(self.t.prompts_per_step)))
+            informative = [g for g in fresh if not _flat(g)]
+            groups = [g if not _flat(g) or not informative else informative.pop() for g in groups]
         assert len(groups) == per_rank
         return [s for g in groups for s in g], {"flat_group_share": flat_share, "refill_rounds": rounds}
 

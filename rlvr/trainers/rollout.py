@@ -68,13 +68,13 @@ def last_token_rewards(scores: torch.Tensor, lengths: torch.Tensor, T: int) -> t
     return rewards
 
 
-def shape_reward(sample: Sample, max_new_tokens: int, truncation_penalty: float | None, overlong: str,
-                 buffer: int) -> float:
-    """The verifier's reward, adjusted for responses that ran out of tokens.
+def shape_reward(reward: float, sample: Sample, max_new_tokens: int, truncation_penalty: float | None,
+                 overlong: str, buffer: int) -> float:
+    """The verifier's reward for `sample`, adjusted for responses that ran out of tokens.
 
     truncation_penalty: a cut-off response (no EOS) gets this reward instead.
     overlong 'soft' (DAPO): from max_new_tokens - buffer on, subtract (len - (max - buffer)) / buffer."""
-    reward = float(sample.reward)
+    reward = float(reward)
     if truncation_penalty is not None and sample.finish_reason == "length":
         reward = truncation_penalty
     if overlong == "soft":
