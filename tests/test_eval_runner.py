@@ -151,6 +151,9 @@ def test_few_shot_prompts(tiny_model_dir):
     plain = render_with_examples(tok, "3+3", DataConfig(template="plain", prompt_format="{prompt}="), shots,
                                  FewShotSettings(count=2, example_format="{prompt}={response}"))
     assert plain == "1+1=2\n\n2+2=4\n\n3+3="
+    wrapped = render_with_examples(tok, "3+3", DataConfig(template="chat"), shots[:1], FewShotSettings(count=1),
+                                   question_format="({prompt})")
+    assert wrapped == "<|user|>(1+1)<|assistant|>2</s><|user|>(3+3)<|assistant|>"
     zero = render_with_examples(tok, "3+3", DataConfig(template="chat"), [], FewShotSettings())
     assert zero == "<|user|>3+3<|assistant|>"
 

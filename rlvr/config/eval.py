@@ -36,6 +36,9 @@ class EvalSettings:
     benchmark: str | None = None  # default: data.source
     split: str = "test"
     limit: int | None = None  # only the first N problems
+    # Wraps each problem's text (and each few-shot example's) before the template, with either template;
+    # e.g. "Complete this Python function:\n```python\n{prompt}```" for HumanEval's function stubs.
+    question_format: str = "{prompt}"
     # pass@k and maj@k for each k; samples per problem = max(k). k = [1] alone means greedy only.
     k: list[int] = field(default_factory=lambda: [1])
     greedy: bool = True  # also decode greedily once per problem (the `accuracy` metric)

@@ -1,7 +1,7 @@
 """The text the model sees for each problem: the training template, optionally after worked examples.
 
 Zero-shot prompts go through `rlvr.data.render_prompt`, the very function training uses, so an eval of
-a trained model sees its problems exactly as training did. Few-shot examples are earlier chat turns
+a trained model sees its problems exactly as training did (with the default `eval.question_format`). Few-shot examples are earlier chat turns
 (template: chat) or text blocks before the problem (template: plain).
 """
 from __future__ import annotations
@@ -12,9 +12,20 @@ from rlvr.data import render_prompt
 from rlvr.errors import UserError
 
 
+def ask(question_format: str, prompt: str) -> str:
+    """The problem text as the model is asked it: `question_format` with {prompt} filled in."""
+    try:
+        return question_format.format(prompt=prompt)
+    except (KeyError, IndexError, ValueError) as e:
+        raise UserError(f"eval.question_format: only {{prompt}} can be filled in (double other braces), "
+                        f"found {e}") from None
+
+
 def render_with_examples(tokenizer, prompt: str, data: DataConfig, examples: list[dict],
-                         shot: FewShotSettings) -> str:
+                         shot: FewShotSettings, question_format: str = "{prompt}") -> str:
     """The rendered prompt for `prompt` after `examples` (rows with `prompt` and `response`)."""
+    prompt = ask(question_format, prompt)
+    examples = [{**e, "prompt": ask(question_format, e["prompt"])} for e in examples]
     if not examples:
         return render_prompt(tokenizer, prompt, data)
     if data.template == "plain":

@@ -42,23 +42,39 @@ def benchmark_of(cfg: EvalConfig) -> str:
 
 
 def fingerprint(cfg: EvalConfig, model_path: str) -> dict:
+    """The settings every response in an out folder must share."""
     tree = to_dict(cfg)
     for section, key in ADJUSTABLE:
         tree[section].pop(key, None)
+    if not samples_per_problem(cfg):  # greedy only: the sampling settings shape no response
+        for key in ("temperature", "top_p", "top_k", "seed"):
+            tree["generation"].pop(key)
     return {**tree, "model_path": model_path}
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def check_resumable(out: Path, stamp: dict) -> None:
-    """Refuse to mix responses of different settings in one folder; start over when resume is off."""
+    """Refuse to mix responses of different settings in one folder.
+
+    Only settings both configs know are compared: a setting added to rlvr since the first part ran
+    has its default, which is how that part ran."""
     saved = out / CONFIG
     if not saved.is_file():
         return
-    old = yaml.safe_load(saved.read_text())
-    if old != stamp:
-        diff = sorted(f"{s}.{k}" for s in stamp if isinstance(stamp[s], dict)
-                      for k in stamp[s] if (old.get(s) or {}).get(k) != stamp[s][k])
-        diff += [k for k in stamp if not isinstance(stamp[k], dict) and old.get(k) != stamp[k]]
-        raise UserError(f"{out} holds an eval with other settings ({', '.join(diff) or 'config'}); "
+    old, new = flatten(yaml.safe_load(saved.read_text()) or {}), flatten(stamp)
+    diff = sorted(k for k in new if k in old and old[k] != new[k])
+    if diff:
+        raise UserError(f"{out} holds an eval with other settings ({', '.join(diff)}); "
                         f"use another eval.out_dir, or eval.resume=false to start over")
 
 
@@ -188,7 +204,7 @@ def run_eval(cfg: EvalConfig, label: str | None = None) -> dict:
         "model": label or cfg.model.name, "model_path": model_path,
         "verifier": {"name": judge.verifier, "options": judge.options},
         "samples_per_problem": n, "greedy": cfg.eval.greedy, "k": ks,
-        "few_shot": cfg.few_shot.count, "template": cfg.data.template,
+        "few_shot": cfg.few_shot.count, "template": cfg.data.template, "question_format": cfg.eval.question_format,
         "max_new_tokens": cfg.generation.max_new_tokens,
         "sampling": {"temperature": cfg.generation.temperature, "top_p": cfg.generation.top_p,
                      "top_k": cfg.generation.top_k, "seed": cfg.generation.seed or 0} if n else None,
@@ -224,7 +240,8 @@ def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: i
             for start in range(0, len(todo), chunk):
                 ids = todo[start : start + chunk]
                 t0 = time.perf_counter()
-                prompts = [render_with_examples(tokenizer, rows[i]["prompt"], cfg.data, examples, cfg.few_shot)
+                prompts = [render_with_examples(tokenizer, rows[i]["prompt"], cfg.data, examples, cfg.few_shot,
+                                                cfg.eval.question_format)
                            for i in ids]
                 made: list[tuple[int, str, int, object]] = []
                 if cfg.eval.greedy:
