@@ -22,8 +22,8 @@ from dataclasses import asdict
 import torch
 
 QUESTIONS = ["What is 2+3? Answer briefly.", "Name the capital of France in one word."]
-GREEDY = dict(temperature=0.0, max_new_tokens=24)
-SAMPLED = dict(temperature=0.7, top_k=40, top_p=0.9, max_new_tokens=16, stop=["\n"], seed=7)
+GREEDY = {"temperature": 0.0, "max_new_tokens": 24}
+SAMPLED = {"temperature": 0.7, "top_k": 40, "top_p": 0.9, "max_new_tokens": 16, "stop": ["\n"], "seed": 7}
 # (parameter, factor): touches a fused q/k/v weight, a fused gate/up weight and the final norm, so a
 # push that skipped or misplaced any of those kinds would show.
 PERTURBATION = [("model.layers.3.self_attn.k_proj.weight", 1.5),
@@ -65,10 +65,9 @@ class NeverReady(torch.nn.Module):
 def main(model_dir: str, out_path: str) -> None:
     from transformers import AutoModelForCausalLM
 
+    from rlvr.errors import UserError
     from rlvr.generation.base import SamplingParams
     from rlvr.generation.vllm import VLLMEngine, WeightSyncError
-
-    from rlvr.errors import UserError
 
     record: dict = {"timings": {}}
     try:  # checked before any model is loaded

