@@ -72,3 +72,8 @@ def test_a_partial_section_keeps_the_kinds_own_defaults():
     assert rl.logging.log_every == 1 and rl.logging.out_dir == "x"
     sft = config_from_dict({"generation": {"max_new_tokens": 5}})
     assert sft.generation.temperature == 0.0 and sft.generation.max_new_tokens == 5
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    assert load_config(path).kind in path.read_text()
