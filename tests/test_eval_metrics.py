@@ -67,14 +67,14 @@ def test_problem_scores_skips_k_above_the_samples_and_maj_at_1():
 
 def test_problem_record_and_group_means():
     def rec(mode, j, ok, answer, tokens, finish="eos"):
-        return {"mode": mode, "sample": j, "correct": ok, "answer": answer, "num_tokens": tokens,
-                "finish_reason": finish}
+        return {"mode": mode, "sample": j, "correct": ok, "reward": float(ok), "answer": answer,
+                "num_tokens": tokens, "finish_reason": finish}
 
     p1 = problem_record({"subject": "Algebra", "level": 2},
                         [rec("greedy", 0, True, "1", 10), rec("sample", 1, False, "2", 20, "length"),
                          rec("sample", 0, True, "1", 30)], [1, 2], ["subject", "level"])
     assert p1 == {"subject": "Algebra", "level": 2, "accuracy": 1.0, "pass@1": 0.5, "pass@2": 1.0,
-                  "maj@2": 1.0, "mean_tokens": 20.0, "truncated": pytest.approx(1 / 3)}
+                  "maj@2": 1.0, "mean_reward": 1.0, "mean_tokens": 20.0, "truncated": pytest.approx(1 / 3)}
     p2 = {"subject": "Geometry", "level": 10, "accuracy": 0.0, "mean_tokens": 4.0, "truncated": 0.0}
     p3 = {"subject": "Algebra", "level": 10, "accuracy": 0.0, "mean_tokens": 6.0, "truncated": 1.0}
     out = summarize([p1, p2, p3], ["subject", "level"])

@@ -33,7 +33,7 @@ def test_outputs_and_metrics(tiny_model_dir, tmp_path):
     assert all(set(g) >= {"completion", "correct", "reward", "reason", "reference", "finish_reason"} for g in gens)
     res = json.loads((out / "results.json").read_text())
     m = res["metrics"]
-    assert set(m) == {"accuracy", "pass@1", "pass@2", "maj@2", "mean_tokens", "truncated"}
+    assert set(m) == {"accuracy", "pass@1", "pass@2", "maj@2", "mean_reward", "mean_tokens", "truncated"}
     greedy = [g for g in gens if g["mode"] == "greedy"]
     assert m["accuracy"] == pytest.approx(sum(g["correct"] for g in greedy) / 12)
     assert m["truncated"] == pytest.approx(sum(g["finish_reason"] == "length" for g in gens) / len(gens))

@@ -73,7 +73,8 @@ def evaluate_run(cfg: EvalConfig, run: Path) -> dict:
                         "seconds": res["seconds"]})
     combined = {"run": str(run), "benchmark": benchmark_of(cfg), "split": cfg.eval.split,
                 "problems": res["problems"], "verifier": res["verifier"], "checkpoints": entries}
-    keys = [k for k in metric_keys([e["metrics"] for e in entries]) if k not in ("mean_tokens", "truncated")]
+    scores = ("mean_reward", "mean_tokens", "truncated")  # plotted: the correctness metrics only
+    keys = [k for k in metric_keys([e["metrics"] for e in entries]) if k not in scores]
     records = [{"step": e["step"], **e["metrics"]} for e in entries]
     plot = plot_curves(records, keys, out / "score_vs_step.png",
                        title=f"{run.name} on {combined['benchmark']} ({combined['problems']} problems)")

@@ -10,9 +10,11 @@ def problem_record(row: dict, records: Sequence[dict], ks: Sequence[int], groups
     """One problem's scores from its judged responses (greedy: `accuracy`; samples: pass@k, maj@k)."""
     out = {g: row[g] for g in groups if row.get(g) is not None}
     greedy = [r for r in records if r["mode"] == "greedy"]
+    samples = sorted((r for r in records if r["mode"] == "sample"), key=lambda r: r["sample"])
     if greedy:
         out["accuracy"] = float(bool(greedy[0]["correct"]))
-    samples = sorted((r for r in records if r["mode"] == "sample"), key=lambda r: r["sample"])
+    # the training reward (the code verifier's: the share of tests passed), greedy when there is greedy
+    out["mean_reward"] = mean(float(r["reward"]) for r in (greedy or samples))
     if samples:
         answers = [r.get("answer") for r in samples]
         out.update(problem_scores([bool(r["correct"]) for r in samples],
@@ -23,10 +25,10 @@ def problem_record(row: dict, records: Sequence[dict], ks: Sequence[int], groups
 
 
 def metric_keys(problems: Sequence[dict]) -> list[str]:
-    """Metric names present, in reading order: accuracy, pass@k by k, maj@k by k, length, truncation."""
+    """Metric names present, in reading order: accuracy, pass@k by k, maj@k by k, reward, length, truncation."""
     present = {k for p in problems for k in p}
     at = sorted((k for k in present if "@" in k), key=lambda k: (k.split("@")[0] != "pass", int(k.split("@")[1])))
-    return [k for k in ("accuracy", *at, "mean_tokens", "truncated") if k in present]
+    return [k for k in ("accuracy", *at, "mean_reward", "mean_tokens", "truncated") if k in present]
 
 
 def summarize(problems: Sequence[dict], groups: Sequence[str]) -> dict:

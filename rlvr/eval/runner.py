@@ -208,14 +208,22 @@ def run_eval(cfg: EvalConfig, label: str | None = None) -> dict:
         "max_new_tokens": cfg.generation.max_new_tokens,
         "sampling": {"temperature": cfg.generation.temperature, "top_p": cfg.generation.top_p,
                      "top_k": cfg.generation.top_k, "seed": cfg.generation.seed or 0} if n else None,
-        "seconds": sum(t.get("seconds", 0.0) for t in timing),
-        "generation_seconds": sum(t.get("generation_seconds", 0.0) for t in timing),
-        "judge_seconds": sum(t.get("judge_seconds", 0.0) for t in timing),
+        **{key: spent(timing, key, len(rows)) for key in ("seconds", "generation_seconds", "judge_seconds")},
         **summarize(problems, GROUP_FIELDS),
     }
     atomic_write_json(out / RESULTS, results)
     atomic_write_text(out / "results.md", markdown(results))
     return results
+
+
+def spent(timing: list[dict], key: str, problems: int) -> float:
+    """Seconds spent on the first `problems` problems: each chunk's time shared evenly by its problems."""
+    total = 0.0
+    for t in timing:
+        ids = t.get("ids") or []
+        if ids:
+            total += t.get(key, 0.0) * sum(i < problems for i in ids) / len(ids)
+    return round(total, 3)
 
 
 def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: int, model_path: str,
@@ -257,7 +265,7 @@ def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: i
                 t2 = time.perf_counter()
                 append_lines(out / GENERATIONS, [record(i, rows[i], mode, j, s, v)
                                                  for (i, mode, j, s), v in zip(made, scores)])
-                append_lines(out / TIMING, [{"problems": len(ids), "responses": len(made),
+                append_lines(out / TIMING, [{"problems": len(ids), "ids": ids, "responses": len(made),
                                              "generation_seconds": round(t1 - t0, 3),
                                              "judge_seconds": round(t2 - t1, 3), "seconds": round(t2 - t0, 3)}])
                 bar.update(len(ids))
