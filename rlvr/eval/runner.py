@@ -217,13 +217,14 @@ def run_eval(cfg: EvalConfig, label: str | None = None) -> dict:
 
 
 def spent(timing: list[dict], key: str, problems: int) -> float:
-    """Seconds spent on the first `problems` problems: each chunk's time shared evenly by its problems."""
-    total = 0.0
+    """Seconds spent on the first `problems` problems: each chunk's time shared evenly by its problems,
+    the last timing of a problem counting (a chunk killed after its timing was written is redone)."""
+    per_problem: dict[int, float] = {}
     for t in timing:
         ids = t.get("ids") or []
-        if ids:
-            total += t.get(key, 0.0) * sum(i < problems for i in ids) / len(ids)
-    return round(total, 3)
+        for i in ids:
+            per_problem[i] = t.get(key, 0.0) / len(ids)
+    return round(sum(v for i, v in per_problem.items() if i < problems), 3)
 
 
 def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: int, model_path: str,
@@ -263,11 +264,12 @@ def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: i
                                                  reference=rows[i].get("reference"), fields=rows[i])
                                 for i, _, _, s in made])
                 t2 = time.perf_counter()
-                append_lines(out / GENERATIONS, [record(i, rows[i], mode, j, s, v)
-                                                 for (i, mode, j, s), v in zip(made, scores)])
+                # timing first: a kill between the two writes redoes the chunk, whose new timing then wins
                 append_lines(out / TIMING, [{"problems": len(ids), "ids": ids, "responses": len(made),
                                              "generation_seconds": round(t1 - t0, 3),
                                              "judge_seconds": round(t2 - t1, 3), "seconds": round(t2 - t0, 3)}])
+                append_lines(out / GENERATIONS, [record(i, rows[i], mode, j, s, v)
+                                                 for (i, mode, j, s), v in zip(made, scores)])
                 bar.update(len(ids))
     finally:
         engine.close()
