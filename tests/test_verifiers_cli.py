@@ -42,12 +42,12 @@ def test_rows_to_samples_and_back():
 def test_read_rows_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"completion": "a", "reference": "1"}\n{not json\n')
-    with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
+    with pytest.raises(UserError, match=r"bad.jsonl line 2: not valid JSON"):
         read_rows(bad)
     bad.write_text('{"reference": "1"}\n')
-    with pytest.raises(UserError, match=r"bad.jsonl:1: .*'completion'"):
+    with pytest.raises(UserError, match=r"bad.jsonl line 1: .*'completion'"):
         read_rows(bad)
-    with pytest.raises(UserError, match="cannot read input file"):
+    with pytest.raises(UserError, match=r"cannot read .*missing\.jsonl: No such file"):
         read_rows(tmp_path / "missing.jsonl")
 
 
@@ -75,7 +75,7 @@ def test_verify_bad_input_is_one_line_error(tmp_path):
     bad.write_text('{"completion": "x", "reference": "1"}\n[1, 2]\n')
     out = rlvr("verify", "math", "--input", str(bad), "--output", str(tmp_path / "o.jsonl"), "--workers", "0")
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [f"rlvr: error: {bad}:2: expected a JSON object with a 'completion' key (and 'reference')"]
+    assert out.stderr.strip().splitlines() == [f"rlvr: error: {bad} line 2: expected a JSON object, got list"]
 
 
 def test_verify_unknown_option_is_one_line_error(tmp_path):

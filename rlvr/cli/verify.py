@@ -69,22 +69,13 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def read_rows(path: Path) -> list[dict]:
     """Rows of a jsonl file; a bad file or line is a UserError naming it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read input file {path}: {getattr(e, 'strerror', None) or e}") from None
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or "completion" not in row:
-            raise UserError(f"{path}:{n}: expected a JSON object with a 'completion' key (and 'reference')")
-        rows.append(row)
-    return rows
+    from rlvr.data.loading import json_records
+
+    records = json_records(path)
+    for n, row in records:
+        if "completion" not in row:
+            raise UserError(f"{path} line {n}: expected a JSON object with a 'completion' key (and 'reference')")
+    return [row for _, row in records]
 
 
 def to_sample(row: dict):  # type: ignore[no-untyped-def]

@@ -27,17 +27,21 @@ class Rows:
     origin: str = ""
 
 
-def _read_json_lines(path: Path) -> list[dict]:
-    """A plain reader, used to name the line when `datasets` cannot parse a file."""
+def json_records(path: Path) -> list[tuple[int, dict]]:
+    """(line number, record) of a JSONL file or JSON array, optionally gzipped; errors name the file and
+    line. Also what reads a file when `datasets` cannot parse it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     if text.lstrip().startswith("["):
         try:
-            return json.loads(text)
+            return list(enumerate(json.loads(text), 1))
         except json.JSONDecodeError as e:
             raise UserError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
-    rows = []
+    records = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -47,8 +51,8 @@ def _read_json_lines(path: Path) -> list[dict]:
             raise UserError(f"{path} line {i}: not valid JSON ({e.msg})") from None
         if not isinstance(row, dict):
             raise UserError(f"{path} line {i}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
+        records.append((i, row))
+    return records
 
 
 def read_file(path: str | Path) -> list[dict]:
@@ -68,7 +72,7 @@ def read_file(path: str | Path) -> list[dict]:
     except Exception as e:  # noqa: BLE001 - datasets raises many types; find the line ourselves
         if kind != "json":
             raise UserError(f"{path}: cannot read ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-        return _read_json_lines(path)
+        return [row for _, row in json_records(path)]
 
 
 def _load_hub(name: str, split: str) -> list[dict]:
