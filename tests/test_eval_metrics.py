@@ -6,7 +6,13 @@ from math import comb
 
 import pytest
 
-from rlvr.eval.metrics import group_means, maj_at_k, majority_answer, pass_at_k, problem_scores
+from rlvr.eval.metrics import (
+    group_means,
+    maj_at_k,
+    majority_answer,
+    pass_at_k,
+    problem_scores,
+)
 from rlvr.eval.report import problem_record, summarize
 
 

@@ -163,11 +163,10 @@ def test_humaneval_reference_solutions_pass_and_a_wrong_one_fails():
     """The rows of HumanEval reach the code verifier with what it needs (prompt, test, entry_point): the
     canonical solutions pass, whether given as the bare body or as a fenced whole function."""
     import verifiers
-
     from rlvr.config import DataConfig
+    from rlvr.data import load_rows
     from rlvr.eval.benchmarks import judge_for
     from rlvr.eval.runner import open_judge
-    from rlvr.data import load_rows
 
     rows = load_rows(DataConfig(), split="test", source="humaneval", limit=3).rows
     completions = [rows[0]["response"],  # the body, as HumanEval's own completions are

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Hashable, Iterable, Sequence
 from math import comb
-from typing import Hashable, Iterable, Sequence
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

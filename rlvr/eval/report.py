@@ -1,7 +1,7 @@
 """From judged generations to results: per-problem scores, means overall and per group, a markdown table."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rlvr.eval.metrics import group_means, mean, problem_scores
 

@@ -16,9 +16,9 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import yaml
 
@@ -229,9 +229,9 @@ def spent(timing: list[dict], key: str, problems: int) -> float:
 
 def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: int, model_path: str,
                         judge: Judge, verifier, out: Path, benchmark: str, label: str | None) -> None:
-    import verifiers
     from tqdm import tqdm
 
+    import verifiers
     from rlvr.generation import sampling_params
     from rlvr.generation.factory import make_engine
     from rlvr.models import load_tokenizer
