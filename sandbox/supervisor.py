@@ -66,6 +66,7 @@ def supervise(argv: list[str], *, stdin: bytes, pass_fds: tuple[int, ...], wall_
               output_bytes: int) -> Outcome:
     """Run argv to completion or to the deadline; see the module docstring."""
     start = time.monotonic()
+    caller_rss = _resident_bytes()
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             pass_fds=pass_fds, env={}, start_new_session=True, cwd="/")
     pidfd = os.pidfd_open(proc.pid)
@@ -126,8 +127,27 @@ def supervise(argv: list[str], *, stdin: bytes, pass_fds: tuple[int, ...], wall_
         exit_code=proc.returncode, stdout=out.data(), stderr=err.data(),
         stdout_truncated=out.truncated, stderr_truncated=err.truncated, killed_for=killed_for,
         wall_seconds=time.monotonic() - start, cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_memory_bytes=usage.ru_maxrss * 1024,
+        peak_memory_bytes=_program_peak(usage.ru_maxrss * 1024, caller_rss),
     )
+
+
+# The launcher is forked from this process, and Linux counts the forked copy's resident size in its
+# ru_maxrss (and folds it in again at exec). A caller holding a model in memory would make every run look
+# like it used that much; so a peak no higher than the caller's own footprint is reported as 0 (unknown)
+# rather than as a figure that would turn every crash into a "memory_limit".
+_FORK_SLACK = 16 << 20
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _program_peak(maxrss: int, caller_rss: int) -> int:
+    return 0 if maxrss <= caller_rss + _FORK_SLACK else maxrss
 
 
 class _Overflow(Exception):
