@@ -81,6 +81,19 @@ def test_share_versus_all_or_nothing():
 # ------------------------------------------------------------------ HumanEval
 
 
+def test_code_then_a_closing_fence_it_never_opened():
+    """A common shape of small models' answers: the function, a closing fence, then prose about it.
+    The prose is not the program (that once scored 20 of 20 SmolLM2 HumanEval answers as failures)."""
+    row = humaneval_rows()[0]
+    v = CodeVerifier()
+    function = row["prompt"] + row["canonical_solution"] + "```\nThis function compares every pair."
+    body = row["canonical_solution"] + "```\n\nExplanation: it checks each pair of numbers."
+    assert v.verify(humaneval_sample(row, function)).correct
+    assert v.verify(humaneval_sample(row, body)).correct
+    # prose before a bare fence that opens an unclosed block is still prose: the block is the program
+    assert v.verify(humaneval_sample(row, "Here it is:\n```\n" + row["prompt"] + row["canonical_solution"])).correct
+
+
 def test_humaneval_canonical_body_and_full_fenced_function():
     row = humaneval_rows()[0]
     v = CodeVerifier()

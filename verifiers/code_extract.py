@@ -1,7 +1,9 @@
 """Finding the program in a model's completion."""
 from __future__ import annotations
 
+import ast
 import re
+import textwrap
 
 # An opening fence (``` or ~~~, optional language tag) up to its closing fence, or to the end of the
 # text when the model stopped mid-block.
@@ -13,8 +15,31 @@ LANGUAGE_TAGS = {"python": "python", "py": "python", "python3": "python", "c": "
 MODES = ("last_block", "first_block", "raw")
 
 
+_FENCE_LINE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[ \t]*$", re.MULTILINE)
+
+
+def _starts_inside_block(text: str) -> bool:
+    """Models often answer with code straight away and then close a fence they never opened
+    ("def f(): ...\n```\nThis function ..."). Then the first fence line is bare, fences are odd in
+    number, and what precedes the first one is code (it parses, dedented: it may be the body a
+    HumanEval prompt left open), not prose."""
+    fences = list(_FENCE_LINE.finditer(text))
+    if len(fences) % 2 == 0 or fences[0].group(2):
+        return False
+    before = text[: fences[0].start()]
+    if not before.strip():
+        return False
+    try:
+        ast.parse(textwrap.dedent(before))
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
 def code_blocks(text: str) -> list[tuple[str, str]]:
     """All fenced blocks as (language tag lower-cased, body), in order."""
+    if _starts_inside_block(text):
+        text = "```\n" + text
     return [(m.group("lang").lower(), m.group("body")) for m in _FENCE.finditer(text)]
 
 
