@@ -63,3 +63,18 @@ def test_batch_plan():
     assert BatchPlan.make(16, 64, 2) == BatchPlan(16, 8, 1, 2)  # micro shrinks to fit
     with pytest.raises(UserError, match="trainer.batch_size: 60 must be a multiple"):
         BatchPlan.make(60, 16, 2)
+
+
+def test_a_deepspeed_file_overrides_the_generated_config():
+    from rlvr.config import DeepSpeedConfig
+    from rlvr.trainers.engines import deepspeed_config
+    from tests.conftest import REPO
+
+    plan = BatchPlan.make(16, 8, 1)
+    cfg = deepspeed_config(DeepSpeedConfig(stage=0, config_file=str(REPO / "configs/deepspeed/zero3_offload.json")),
+                           plan, grad_clip=1.0, dtype="float32")
+    assert cfg["zero_optimization"]["stage"] == 3
+    assert cfg["zero_optimization"]["offload_param"] == {"device": "cpu"}
+    assert cfg["train_batch_size"] == 16 and cfg["gradient_clipping"] == 1.0  # the rest stays
+    with pytest.raises(UserError, match="deepspeed.config_file: not found"):
+        deepspeed_config(DeepSpeedConfig(config_file="nope.json"), plan, 1.0, "float32")
