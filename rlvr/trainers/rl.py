@@ -89,7 +89,8 @@ class RLTrainer(Trainer):
 
             # the engine samples from the actor's own module: no copy, no weight sync
             self.generator = HFEngine(self.actor.module, self.tokenizer, batch_size=cfg.generation.batch_size,
-                                      seed=t.seed + D.rank(), sync_ranks=cfg.deepspeed.stage == 3)
+                                      seed=t.seed + D.rank(),
+                                      sync_ranks=self.actor.zero_optimization_partition_weights())
         else:
             self.generator = make_generation_engine(cfg, model_path, self.tokenizer)
         self.sampling = sampling_params(cfg.generation)

@@ -91,7 +91,7 @@ class SFTTrainer(Trainer):
         self.engines = {"model": self.engine}
         self.sampler = EpochSampler(len(self.train_set), seed=t.seed)
         self.generator = HFEngine(self.engine.module, self.tokenizer, batch_size=cfg.generation.batch_size,
-                                  seed=t.seed, sync_ranks=cfg.deepspeed.stage == 3)
+                                  seed=t.seed, sync_ranks=self.engine.zero_optimization_partition_weights())
 
     # ---- training -------------------------------------------------------------------------------
     def _micro_batches(self, indices: list[int]) -> list[list[Example]]:
