@@ -90,7 +90,8 @@ def report(s: dict) -> str:
     t = s["task"]
     rows = f"| SFT ({s['sft_steps']} steps) | {s['sft_accuracy']:.1%} | {s['sft_seconds']:.0f} s |\n"
     if "rl_accuracy" in s:
-        rows += f"| + {s['algorithm'].upper()} ({s['rl_steps']} steps) | {s['rl_accuracy']:.1%} | {s['rl_seconds']:.0f} s |\n"
+        rl = f"+ {s['algorithm'].upper()} ({s['rl_steps']} steps)"
+        rows += f"| {rl} | {s['rl_accuracy']:.1%} | {s['rl_seconds']:.0f} s |\n"
     return (
         f"# rlvr quickstart\n\n"
         f"Task: `arith`, {t['operands']} operands of up to {t['digits']} digits, ops `{t['ops']}`, seed {t['seed']}; "

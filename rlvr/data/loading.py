@@ -97,7 +97,8 @@ def _check(rows: Iterable[dict], convert: Callable[[dict], dict], need: dict[str
                 if row.get(name) is None:
                     problem = f"missing field '{name}'"
                 elif not isinstance(row[name], types_):
-                    problem = f"field '{name}': expected {getattr(types_, '__name__', types_)}, got {type(row[name]).__name__}"
+                    expected = getattr(types_, "__name__", types_)
+                    problem = f"field '{name}': expected {expected}, got {type(row[name]).__name__}"
                 if problem:
                     break
         except KeyError as e:
