@@ -12,6 +12,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -66,9 +67,13 @@ def supervise(argv: list[str], *, stdin: bytes, pass_fds: tuple[int, ...], wall_
               output_bytes: int) -> Outcome:
     """Run argv to completion or to the deadline; see the module docstring."""
     start = time.monotonic()
-    caller_rss = _resident_bytes()
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            pass_fds=pass_fds, env={}, start_new_session=True, cwd="/")
+    report_r, report_w = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(report_w), *argv],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=(*pass_fds, report_w), env={}, start_new_session=True, cwd="/")
+    finally:
+        os.close(report_w)
     pidfd = os.pidfd_open(proc.pid)
     killed_for: Status | None = None
     exited_at: float | None = None
@@ -123,31 +128,53 @@ def supervise(argv: list[str], *, stdin: bytes, pass_fds: tuple[int, ...], wall_
             if f is not None and not f.closed:
                 f.close()
         os.close(pidfd)
+        launcher_maxrss = _read_report(report_r)
     return Outcome(
         exit_code=proc.returncode, stdout=out.data(), stderr=err.data(),
         stdout_truncated=out.truncated, stderr_truncated=err.truncated, killed_for=killed_for,
         wall_seconds=time.monotonic() - start, cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_memory_bytes=_program_peak(usage.ru_maxrss * 1024, caller_rss),
+        peak_memory_bytes=launcher_maxrss * 1024,
     )
 
 
-# The launcher is forked from this process, and Linux counts the forked copy's resident size in its
-# ru_maxrss (and folds it in again at exec). A caller holding a model in memory would make every run look
-# like it used that much; so a peak no higher than the caller's own footprint is reported as 0 (unknown)
-# rather than as a figure that would turn every crash into a "memory_limit".
-_FORK_SLACK = 16 << 20
-
-
-def _resident_bytes() -> int:
+# Why a trampoline: Linux counts in a process's ru_maxrss the resident size of the memory it was forked
+# with (and folds it in again at exec). Forked straight from a caller that holds a model, the launcher
+# would report the caller's size as the program's peak, and every crash would look like a memory-limit
+# kill. A small fresh interpreter forks the launcher instead and reports the launcher's own rusage (its
+# tree, program included) on a pipe; it exits the way the launcher did, so exit codes are unchanged.
+_TRAMPOLINE = r"""
+import os, resource, signal, sys
+report = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.close(report)
+    os.execvp(sys.argv[2], sys.argv[2:])
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)  # hold no end of the supervisor's pipes
+_, status, usage = os.wait4(pid, 0)
+os.write(report, str(usage.ru_maxrss).encode())
+if os.WIFSIGNALED(status):
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    except (OSError, ValueError):
+        pass
+    os.kill(os.getpid(), os.WTERMSIG(status))
+os._exit(os.WEXITSTATUS(status))
+"""
 
 
-def _program_peak(maxrss: int, caller_rss: int) -> int:
-    return 0 if maxrss <= caller_rss + _FORK_SLACK else maxrss
+def _read_report(fd: int) -> int:
+    """The launcher's ru_maxrss in KiB, or 0 when the trampoline was killed before it could report."""
+    try:
+        os.set_blocking(fd, False)
+        data = os.read(fd, 64)
+    except BlockingIOError:
+        data = b""
+    finally:
+        os.close(fd)
+    return int(data) if data.strip().isdigit() else 0
 
 
 class _Overflow(Exception):
@@ -170,11 +197,13 @@ def _signal(kill, target: int) -> None:
 
 
 def _end_tree(pid: int, pidfd: int) -> None:
-    """SIGKILL the namespace's init (the backend's child): the kernel then kills every process in the
-    namespace and the backend reaps its child, so its rusage covers the program. If the backend is
-    still alive after a grace period (or had no child yet), kill its process group too."""
-    for child in _children(pid):
-        _signal(os.kill, child)
+    """SIGKILL the namespace's init (the backend's child; the backend is the trampoline's child): the
+    kernel then kills every process in the namespace and the backend reaps its child, so its rusage
+    covers the program. If the backend is still alive after a grace period (or had no child yet), kill
+    the process group too."""
+    for backend in _children(pid):
+        for child in _children(backend):
+            _signal(os.kill, child)
     ready = selectors.DefaultSelector()
     ready.register(pidfd, selectors.EVENT_READ)
     if not ready.select(timeout=_KILL_GRACE_SECONDS):
