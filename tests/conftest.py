@@ -24,6 +24,24 @@ def run_rlvr(*args: str, cwd: Path | None = None, env: dict | None = None, timeo
     return proc
 
 
+def kill_after_checkpoint(args: list[str], checkpoint: Path, timeout: float = 300) -> None:
+    """Start `python -m rlvr ARGS`, and SIGKILL its whole process group the moment `checkpoint` exists."""
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "rlvr", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + timeout
+    while not checkpoint.is_dir():
+        assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stderr.read()[-2000:]}"
+        assert time.time() < deadline, f"no {checkpoint.name} within {timeout} s"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     from rlvr.config import TinyModelConfig

@@ -6,16 +6,11 @@ model earns it about half the time, so groups are mixed and every update carries
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from rlvr.trainers.metrics import read_metrics
-from tests.conftest import REPO, run_rlvr
+from tests.conftest import REPO, kill_after_checkpoint, run_rlvr
 
 pytestmark = pytest.mark.slow
 CONFIG = str(REPO / "configs/grpo_arith.yaml")
@@ -51,18 +46,8 @@ def test_sigkill_and_resume_logs_the_same_next_step(tiny_model_dir, tmp_path):
     reference = {r["step"]: r for r in read_metrics(ref_out / "metrics.jsonl")}
 
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "rlvr", "train",
-            *small_rl(tiny_model_dir, out, steps, "trainer.kl_coef=0.05", "trainer.save_every=2")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "step-000002").is_dir():
-        assert proc.poll() is None, f"ended before the kill:\n{proc.stderr.read()[-2000:]}"
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(["train", *small_rl(tiny_model_dir, out, steps, "trainer.kl_coef=0.05",
+                                              "trainer.save_every=2")], out / "checkpoints" / "step-000002")
     assert max(r["step"] for r in read_metrics(out / "metrics.jsonl")) < steps
 
     run_rlvr("train", *small_rl(tiny_model_dir, out, steps, "trainer.kl_coef=0.05", "trainer.save_every=2"),

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rlvr.trainers.metrics import read_metrics
-from tests.conftest import REPO, SMALL_SFT, run_rlvr
+from tests.conftest import REPO, SMALL_SFT, kill_after_checkpoint, run_rlvr
 
 pytestmark = pytest.mark.slow
 STEPS = 30
@@ -80,19 +78,8 @@ def test_zero2_two_ranks_matches_one_rank(reference, tmp_path):
 
 def test_sigkill_and_resume_matches_uninterrupted(reference, tmp_path):
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "rlvr", "train", CONFIG, *SMALL_SFT, f"trainer.max_steps={STEPS}",
-            f"logging.out_dir={out}", "trainer.save_every=5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "step-000010").is_dir():
-        assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stderr.read()[-2000:]}"
-        assert time.time() < deadline, "no checkpoint at step 10 within 300 s"
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_checkpoint(["train", CONFIG, *SMALL_SFT, f"trainer.max_steps={STEPS}", f"logging.out_dir={out}",
+                           "trainer.save_every=5"], out / "checkpoints" / "step-000010")
     killed_at = max(r["step"] for r in read_metrics(out / "metrics.jsonl"))
     assert killed_at < STEPS
 
