@@ -33,5 +33,8 @@ def test_quickstart_writes_its_report_and_resumes(tmp_path):
     # running it again without --resume refuses to overwrite; with --resume it finds the work done
     assert run_rlvr(*args).returncode == 2
     again = run_rlvr(*args, "--resume", check=True)
-    assert json.loads((out / "summary.json").read_text())["sft_accuracy"] == summary["sft_accuracy"]
+    resumed = json.loads((out / "summary.json").read_text())
+    assert (resumed["sft_accuracy"], resumed["rl_accuracy"]) == (summary["sft_accuracy"], summary["rl_accuracy"])
     assert "rl_accuracy=" in again.stdout
+    steps = [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) == [1, 2]  # the finished run was not run or logged again

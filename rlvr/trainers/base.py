@@ -5,6 +5,7 @@ folder), summary.json.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from pathlib import Path
@@ -122,6 +123,10 @@ class Trainer:
 
     def _train(self) -> dict:
         self.restore()
+        done = self.run_dir / "summary.json"
+        if self.step >= self.max_steps and done.is_file():  # resumed a finished run: nothing to redo
+            self.log_line(f"{self.run_dir} is complete ({self.step} steps)")
+            return json.loads(done.read_text())
         start = time.time()
         bar = tqdm(total=self.max_steps, initial=self.step, desc=self.run_dir.name, dynamic_ncols=True,
                    disable=not (D.is_main() and self.cfg.logging.progress))
