@@ -81,6 +81,15 @@ def test_share_versus_all_or_nothing():
 # ------------------------------------------------------------------ HumanEval
 
 
+def test_humaneval_header_as_the_samples_prompt():
+    """Trainer, eval and `rlvr verify` all build samples with Sample.from_row: the HumanEval header is
+    the sample's prompt, not a field, and a body-only completion must still be judged against it."""
+    row = humaneval_rows()[0]
+    v = CodeVerifier()
+    assert v.verify(Sample.from_row(row, row["canonical_solution"])).correct
+    assert not v.verify(Sample.from_row(row, "    return not True\n")).correct
+
+
 def test_code_then_a_closing_fence_it_never_opened():
     """A common shape of small models' answers: the function, a closing fence, then prose about it.
     The prose is not the program (that once scored 20 of 20 SmolLM2 HumanEval answers as failures)."""

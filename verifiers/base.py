@@ -26,6 +26,13 @@ class Sample:
     reference: Any = None
     fields: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_row(cls, row: dict, completion: str) -> "Sample":
+        """A data row (prompt, reference, any other columns) and a completion to judge against it."""
+        return cls(prompt=str(row.get("prompt") or ""), completion=str(completion),
+                   reference=row.get("reference"),
+                   fields={k: v for k, v in row.items() if k not in ("prompt", "completion", "reference")})
+
 
 @dataclass
 class Score:

@@ -149,7 +149,8 @@ class CodeVerifier(Verifier):
         code, tag = extract_program(sample.completion, self.extract, self.raw_fallback)
         if not code.strip():
             return _Prepared(None, [], _fail("no program found in the completion"))
-        fields = sample.fields or {}
+        # a HumanEval header is the sample's prompt; a `prompt` column in fields, if any, wins
+        fields = {"prompt": sample.prompt, **(sample.fields or {})}
         limits = self._limits(fields)
         language = LANGUAGE_TAGS.get(tag, "python") if self.language == "auto" else self.language
         deadline = limits.wall_seconds - min(GUARD_MARGIN_SHARE * limits.wall_seconds, GUARD_MARGIN_MAX_SECONDS)

@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from rlvr.errors import UserError
 
-SAMPLE_KEYS = ("prompt", "completion", "reference")
 BATCH = 64  # samples per pool call: keeps the progress bar moving without starving the workers
 
 
@@ -81,12 +80,7 @@ def read_rows(path: Path) -> list[dict]:
 def to_sample(row: dict):  # type: ignore[no-untyped-def]
     from verifiers import Sample
 
-    return Sample(
-        prompt=str(row.get("prompt", "")),
-        completion=str(row["completion"]),
-        reference=row.get("reference"),
-        fields={k: v for k, v in row.items() if k not in SAMPLE_KEYS},
-    )
+    return Sample.from_row(row, row["completion"])
 
 
 def output_row(row: dict, score: Any, seconds: float) -> dict:

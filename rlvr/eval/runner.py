@@ -260,9 +260,7 @@ def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: i
                     gen = engine.generate(prompts, n, sampled)
                     made += [(ids[s.prompt_index], "sample", j % n, s) for j, s in enumerate(gen)]
                 t1 = time.perf_counter()
-                scores = score([verifiers.Sample(prompt=rows[i]["prompt"], completion=s.text,
-                                                 reference=rows[i].get("reference"), fields=rows[i])
-                                for i, _, _, s in made])
+                scores = score([verifiers.Sample.from_row(rows[i], s.text) for i, _, _, s in made])
                 t2 = time.perf_counter()
                 # timing first: a kill between the two writes redoes the chunk, whose new timing then wins
                 append_lines(out / TIMING, [{"problems": len(ids), "ids": ids, "responses": len(made),

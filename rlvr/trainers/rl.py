@@ -106,9 +106,7 @@ class RLTrainer(Trainer):
     # ---- rollout --------------------------------------------------------------------------------
     def _score(self, samples: list[Sample], rows: list[dict]) -> None:
         r = self.cfg.reward
-        vs = [verifiers.Sample(prompt=row["prompt"], completion=s.text, reference=row.get("reference"),
-                               fields={k: v for k, v in row.items() if k not in ("prompt", "reference")})
-              for s, row in zip(samples, (rows[s.prompt_index] for s in samples))]
+        vs = [verifiers.Sample.from_row(rows[s.prompt_index], s.text) for s in samples]
         for s, score in zip(samples, self.pool.score(vs)):
             s.row = rows[s.prompt_index]
             s.correct = score.correct
