@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from rlvr.atomic import atomic_write_json, atomic_write_text
+from rlvr.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from rlvr.config import to_dict
 from rlvr.config.eval import EvalConfig
 from rlvr.errors import UserError
@@ -81,22 +80,12 @@ def check_resumable(out: Path, stamp: dict) -> None:
 def read_records(path: Path) -> dict[tuple, dict]:
     """Judged responses by (problem, mode, sample); the last line for a key wins."""
     out: dict[tuple, dict] = {}
-    if not path.is_file():
-        return out
-    for line in path.read_text().splitlines():
+    for r in read_jsonl(path):  # skips a line cut short by a kill
         try:
-            r = json.loads(line)
             out[(r["problem"], r["mode"], r["sample"])] = r
-        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a kill
+        except (KeyError, TypeError):
             continue
     return out
-
-
-def append_lines(path: Path, records: list[dict]) -> None:
-    with open(path, "a") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def expected_keys(problem: int, greedy: bool, n: int) -> list[tuple]:
@@ -263,10 +252,10 @@ def _generate_and_judge(cfg: EvalConfig, rows: list[dict], todo: list[int], n: i
                 scores = score([verifiers.Sample.from_row(rows[i], s.text) for i, _, _, s in made])
                 t2 = time.perf_counter()
                 # timing first: a kill between the two writes redoes the chunk, whose new timing then wins
-                append_lines(out / TIMING, [{"problems": len(ids), "ids": ids, "responses": len(made),
+                append_jsonl(out / TIMING, [{"problems": len(ids), "ids": ids, "responses": len(made),
                                              "generation_seconds": round(t1 - t0, 3),
                                              "judge_seconds": round(t2 - t1, 3), "seconds": round(t2 - t0, 3)}])
-                append_lines(out / GENERATIONS, [record(i, rows[i], mode, j, s, v)
+                append_jsonl(out / GENERATIONS, [record(i, rows[i], mode, j, s, v)
                                                  for (i, mode, j, s), v in zip(made, scores)])
                 bar.update(len(ids))
     finally:

@@ -6,7 +6,7 @@ import math
 import os
 from pathlib import Path
 
-from rlvr.atomic import atomic_write_text
+from rlvr.atomic import append_jsonl, atomic_write_text, read_jsonl
 
 
 class MetricsLog:
@@ -25,10 +25,7 @@ class MetricsLog:
 
     def log(self, step: int, metrics: dict) -> None:
         record = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, [record])
         if self.writer is not None:
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)):
@@ -56,16 +53,7 @@ def _plain(v):
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a crash
-            continue
-    return out
+    return read_jsonl(path)
 
 
 def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: str = "") -> Path | None:
