@@ -34,6 +34,7 @@ class RewardConfig:
 class RLTrainerConfig:
     algorithm: Literal["ppo", "grpo", "dr_grpo", "rloo", "reinforce_pp"] = "grpo"
     max_steps: int = 100  # rollouts (one generation round and its updates)
+    max_seconds: float | None = None  # stop after the step that spends this wall time (then evaluate)
     prompts_per_step: int = 32  # global
     samples_per_prompt: int = 8  # the group size n
     ppo_epochs: int = 1

@@ -16,6 +16,7 @@ class SFTTrainerConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # the cosine schedule decays to lr * min_lr_ratio
     max_steps: int = 1000
+    max_seconds: float | None = None  # stop after the step that spends this wall time (then evaluate)
     batch_size: int = 64  # global: prompts per optimizer step, across ranks and accumulation
     micro_batch_size: int = 64  # per rank per forward pass
     max_seq_len: int = 512

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import importlib
 
-TRAINERS = {"sft": "rlvr.trainers.sft:SFTTrainer", "rl": "rlvr.trainers.rl:RLTrainer"}
+TRAINERS = {
+    "sft": "rlvr.trainers.sft:SFTTrainer",
+    "rl": "rlvr.trainers.rl:RLTrainer",
+    "reward_model": "rlvr.trainers.reward_model:RewardModelTrainer",
+    "preference": "rlvr.trainers.preference:PreferenceTrainer",
+}
 
 
 def trainer_for(cfg):

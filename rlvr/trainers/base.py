@@ -35,10 +35,11 @@ class Trainer:
     plot_keys: list[str] = ["loss"]
 
     def __init__(self, cfg, max_steps: int, seed: int, save_every: int, eval_every: int, keep: int,
-                 resume: bool):
+                 resume: bool, max_seconds: float | None = None):
         D.init()
         self.cfg = cfg
         self.max_steps, self.save_every, self.eval_every = max_steps, save_every, eval_every
+        self.max_seconds = max_seconds  # a wall-time budget for this process's training steps
         self.run_dir = Path(cfg.logging.out_dir)
         self.checkpointer = Checkpointer(self.run_dir, keep=keep)
         self.resume_from = None
@@ -124,18 +125,21 @@ class Trainer:
     def _train(self) -> dict:
         self.restore()
         done = self.run_dir / "summary.json"
-        if self.step >= self.max_steps and done.is_file():  # resumed a finished run: nothing to redo
+        if done.is_file() and (self.step >= self.max_steps or json.loads(done.read_text()).get("out_of_time")):
+            # resumed a finished run: nothing to redo
             self.log_line(f"{self.run_dir} is complete ({self.step} steps)")
             return json.loads(done.read_text())
         start = time.time()
         bar = tqdm(total=self.max_steps, initial=self.step, desc=self.run_dir.name, dynamic_ncols=True,
                    disable=not (D.is_main() and self.cfg.logging.progress))
         metrics: dict = {}
-        while self.step < self.max_steps:
+        out_of_time = False
+        while self.step < self.max_steps and not out_of_time:
             metrics = self.train_step(self.step)
             self.step += 1
             self.after_step()
-            last = self.step == self.max_steps  # logged after the final evaluation below
+            out_of_time = self._out_of_time(start)
+            last = self.step == self.max_steps or out_of_time  # logged after the final evaluation below
             evaluated = bool(self.eval_every) and self.step % self.eval_every == 0 and not last
             if evaluated:
                 metrics.update(self.evaluate(self.step))
@@ -148,6 +152,8 @@ class Trainer:
                 self.save()
                 self.plot()
         bar.close()
+        if out_of_time:
+            self.log_line(f"stopping at step {self.step}: trainer.max_seconds={self.max_seconds} is spent")
         final = self.evaluate(self.step)
         self.log({**metrics, **final})
         self.save()
@@ -155,13 +161,19 @@ class Trainer:
         self.plot()
         summary = {"steps": self.step, "seconds": round(time.time() - start, 1),
                    **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}, **final,
-                   **self.summary_extra()}
+                   **self.summary_extra(), **({"out_of_time": True} if out_of_time else {})}
         if D.is_main():
             atomic_write_json(self.run_dir / "summary.json", summary)
             if self.metrics:
                 self.metrics.close()
         D.barrier()
         return summary
+
+    def _out_of_time(self, start: float) -> bool:
+        """Rank 0's clock decides, so every rank stops after the same step."""
+        if not self.max_seconds:
+            return False
+        return bool(D.broadcast_object(time.time() - start >= self.max_seconds))
 
     def export_final(self) -> None:
         from rlvr.trainers.checkpoint import export_hf

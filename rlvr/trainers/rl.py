@@ -43,7 +43,8 @@ class RLTrainer(Trainer):
 
     def __init__(self, cfg: RLConfig):
         t = cfg.trainer
-        super().__init__(cfg, t.max_steps, t.seed, t.save_every, t.eval_every, t.keep_checkpoints, t.resume)
+        super().__init__(cfg, t.max_steps, t.seed, t.save_every, t.eval_every, t.keep_checkpoints, t.resume,
+                         t.max_seconds)
         self.t = t
         world = D.world_size()
         if t.prompts_per_step % world:

@@ -65,7 +65,8 @@ class SFTTrainer(Trainer):
 
     def __init__(self, cfg: SFTConfig):
         t = cfg.trainer
-        super().__init__(cfg, t.max_steps, t.seed, t.save_every, t.eval_every, t.keep_checkpoints, t.resume)
+        super().__init__(cfg, t.max_steps, t.seed, t.save_every, t.eval_every, t.keep_checkpoints, t.resume,
+                         t.max_seconds)
         model_path = prepare_model(cfg.model, self.run_dir, seed=t.seed) if D.is_main() else None
         model_path = D.broadcast_object(model_path)
         self.tokenizer = load_tokenizer(model_path)
