@@ -4,8 +4,17 @@ import math
 import pytest
 import torch
 
-from rlvr.algorithms.preference import (dpo_loss, implicit_reward, ipo_loss, kto_loss, kto_reference_point,
-                                        log_odds, orpo_loss, preference_stats, simpo_loss)
+from rlvr.algorithms.preference import (
+    dpo_loss,
+    implicit_reward,
+    ipo_loss,
+    kto_loss,
+    kto_reference_point,
+    log_odds,
+    orpo_loss,
+    preference_stats,
+    simpo_loss,
+)
 
 
 def t(*values: float) -> torch.Tensor:
