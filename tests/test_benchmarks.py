@@ -1,0 +1,35 @@
+"""Benchmarks run end to end at toy size. The figures come from full runs (benchmarks/results), never
+from tests: these only check that each benchmark still runs and reports what it claims to."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="needs the bench extra (trl)")
+def test_trl_grpo_benchmark_trains_both_and_judges_both(tmp_path):
+    results = tmp_path / "trl_grpo.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_trl_grpo.py"), "--seconds", "0", "--max-rollouts", "2",
+           "--sft-steps", "10", "--prompts-per-step", "32", "--out", str(tmp_path / "work"),
+           "--results", str(results)]
+    proc = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(results.with_suffix(".json").read_text())
+    for side in ("rlvr", "trl"):
+        assert data[side]["rollouts"] == 2
+        assert data[side]["rollouts_per_second"] > 0
+        assert set(data[side]["seconds_per_rollout"]) == {"generation", "reward", "rest"}
+        assert 0.0 <= data[side]["accuracy"] <= 1.0
+        assert (Path(data[side]["model"]) / "model.safetensors").is_file()
+    assert data["speed_ratio"] > 0
+    assert "rlvr / TRL rollouts per second" in results.read_text()
