@@ -4,6 +4,7 @@ Each run is a real `rlvr train` subprocess; the 2-rank ones go through the DeepS
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -97,3 +98,15 @@ def test_existing_run_is_not_overwritten(reference, tmp_path):
     sft(out, "trainer.max_steps=2")
     proc = run_rlvr("train", CONFIG, *SMALL_SFT, "trainer.max_steps=2", f"logging.out_dir={out}")
     assert proc.returncode == 2 and "already holds checkpoints" in proc.stderr
+
+
+def test_max_seconds_stops_after_the_step_that_spends_it_then_evaluates(tmp_path):
+    out = tmp_path / "budget"
+    records = sft(out, "trainer.max_seconds=0.001")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 1 and summary["out_of_time"] is True
+    assert "eval_loss" in records[-1] and (out / "final" / "config.json").is_file()
+    # resuming a run that ran out of time is complete: it neither trains nor logs again
+    run_rlvr("train", CONFIG, *SMALL_SFT, f"trainer.max_steps={STEPS}", f"logging.out_dir={out}",
+             "trainer.max_seconds=0.001", "--resume", check=True)
+    assert read_metrics(out / "metrics.jsonl") == records
