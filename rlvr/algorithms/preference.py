@@ -73,6 +73,12 @@ def kto_loss(logps: torch.Tensor, ref_logps: torch.Tensor, desirable: torch.Tens
     return weight * (1 - torch.sigmoid(beta * gain))
 
 
+def chosen_nll(chosen: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+    """The chosen response's token-mean negative log-likelihood, -log pi(y_w|x) / |y_w|: added with a weight
+    alpha to DPO it gives RPO (Pang et al. 2024), which keeps DPO from lowering the chosen answer too."""
+    return -chosen / chosen_lengths
+
+
 def log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
     """log(p / (1 - p)) for p = exp(mean token log-probability); p = 1 is held just below 1."""
     mean_logps = mean_logps.clamp(max=-1e-6)
@@ -87,7 +93,7 @@ def orpo_loss(chosen: torch.Tensor, rejected: torch.Tensor, chosen_lengths: torc
         L = -l_w - lam * log sigmoid(log odds(l_w) - log odds(l_l)),   odds(l) = e^l / (1 - e^l)
     """
     mean_w, mean_l = chosen / chosen_lengths, rejected / rejected_lengths
-    return -mean_w - lam * F.logsigmoid(log_odds(mean_w) - log_odds(mean_l))
+    return chosen_nll(chosen, chosen_lengths) - lam * F.logsigmoid(log_odds(mean_w) - log_odds(mean_l))
 
 
 def simpo_loss(chosen: torch.Tensor, rejected: torch.Tensor, chosen_lengths: torch.Tensor,
