@@ -120,10 +120,14 @@ def char_tokenizer(alphabet: str):
 
 
 def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, seed: int = 0) -> str:
-    """Build a tiny Llama from `cfg` with a character tokenizer and save both as an HF folder."""
+    """Build a tiny Llama from `cfg` with a character tokenizer (or `cfg.tokenizer`'s) and save both as an
+    HF folder."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = char_tokenizer(cfg.alphabet)
+    if cfg.tokenizer is None:
+        tokenizer = char_tokenizer(cfg.alphabet)
+    else:
+        tokenizer = load_tokenizer(resolve_model(cfg.tokenizer))
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,

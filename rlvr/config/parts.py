@@ -15,6 +15,9 @@ class TinyModelConfig:
     intermediate_size: int = 512
     max_position_embeddings: int = 128
     alphabet: str = "0123456789+-*=() "  # characters of the character-level vocabulary
+    # Instead of the character-level one: a real tokenizer (an HF folder, a hub id, or a model name such
+    # as 'smollm2-135m-instruct'), for tiny models that read text.
+    tokenizer: str | None = None
 
 
 @dataclass
