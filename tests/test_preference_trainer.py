@@ -30,7 +30,8 @@ def small(config: str, model: str, out, steps: int, *extra: str) -> list[str]:
 
 def test_offline_dpo_learns_its_pairs(tiny_model_dir, tmp_path):
     out = tmp_path / "dpo"
-    run_rlvr("train", *small("dpo_arith.yaml", tiny_model_dir, out, 12, "trainer.beta=0.5"), check=True)
+    run_rlvr("train", *small("dpo_arith.yaml", tiny_model_dir, out, 12, "trainer.beta=0.5", "trainer.nll_coef=0"),
+             check=True)
     records = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(1, 13))
     # step 1 scores the pairs with the reference itself: no margin, no preference yet
@@ -44,6 +45,17 @@ def test_offline_dpo_learns_its_pairs(tiny_model_dir, tmp_path):
     pairs = json.loads((out / "preference_pairs.json").read_text())
     assert len(pairs["items"]) == summary["data_pairs"]
     assert all(it["ref"][0] < 0 and it["ref"][1] < 0 for it in pairs["items"])  # cached log-probabilities
+
+
+def test_offline_pairs_from_data_with_held_out_reward_accuracy(tiny_model_dir, tmp_path):
+    out = tmp_path / "data_pairs"
+    run_rlvr("train", *small("dpo_arith.yaml", tiny_model_dir, out, 3, "trainer.pairs=data",
+                             "data.max_samples=64"), check=True)
+    saved = json.loads((out / "preference_pairs.json").read_text())
+    assert len(saved["items"]) == 64 and len(saved["eval_items"]) == 16  # arith's synthetic pairs
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["eval_reward_accuracy"] <= 1 and "eval_margin" in summary
+    assert "eval_accuracy" in summary  # arith also has greedy answers to judge
 
 
 @pytest.mark.parametrize("loss, extra", [

@@ -105,7 +105,7 @@ def split_evenly(items: list, parts: int) -> list[list]:
 
 
 class PreferenceTrainer(Trainer):
-    plot_keys = ["loss", "margin", "reward_accuracy", "eval_accuracy", "sample_accuracy"]
+    plot_keys = ["loss", "margin", "reward_accuracy", "eval_accuracy", "eval_reward_accuracy", "sample_accuracy"]
 
     def __init__(self, cfg: PreferenceConfig):
         t = cfg.trainer
@@ -136,6 +136,7 @@ class PreferenceTrainer(Trainer):
         self.prompt_sampler = EpochSampler(len(self.rows), seed=t.seed) if not self.offline else None
         self.pair_sampler: EpochSampler | None = None
         self.items: list[Item] | None = None
+        self.eval_items: list[Item] = []  # offline pairs data: held-out pairs for reward accuracy
         self._sampler_state: dict | None = None
         self.note: dict = {}
         self._filler: Item | None = None  # a weight-0 item for a rank with nothing to train on
@@ -265,6 +266,15 @@ class PreferenceTrainer(Trainer):
         model.train(was_training)
 
     # ---- losses ---------------------------------------------------------------------------------
+    def _rewards(self, items: list[Item], logps: torch.Tensor, lengths: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The implicit rewards of both responses: beta (log pi - log pi_ref), or for the reference-free
+        losses beta times the mean token log-probability."""
+        if self.t.loss in REFERENCE_FREE:
+            return self.t.beta * logps[0] / lengths[0], self.t.beta * logps[1] / lengths[1]
+        ref = torch.tensor([it.ref for it in items], dtype=logps.dtype).T
+        return implicit_reward(logps[0], ref[0], self.t.beta), implicit_reward(logps[1], ref[1], self.t.beta)
+
     def _losses(self, items: list[Item], logps: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(per-item loss [B], per-item statistics to sum) for the configured loss."""
@@ -281,13 +291,12 @@ class PreferenceTrainer(Trainer):
             d = desirable.float()
             return loss, {"rewards/desirable": r * d, "desirable": d, "rewards/undesirable": r * (1 - d),
                           "undesirable": 1 - d, "kl": torch.full_like(r, float(z))}
-        if t.loss in REFERENCE_FREE:
-            # their implicit reward: beta times the mean token log-probability
-            chosen, rejected = (t.beta * a / len_a).detach(), (t.beta * b / len_b).detach()
-            loss = (simpo_loss(a, b, len_a, len_b, t.beta, t.simpo_gamma) if t.loss == "simpo"
-                    else orpo_loss(a, b, len_a, len_b, t.orpo_lambda))
+        chosen, rejected = self._rewards(items, logps.detach(), lengths)
+        if t.loss == "simpo":
+            loss = simpo_loss(a, b, len_a, len_b, t.beta, t.simpo_gamma)
+        elif t.loss == "orpo":
+            loss = orpo_loss(a, b, len_a, len_b, t.orpo_lambda)
         else:
-            chosen, rejected = implicit_reward(a, ref_a, t.beta).detach(), implicit_reward(b, ref_b, t.beta).detach()
             loss = (dpo_loss(a, b, ref_a, ref_b, t.beta, t.label_smoothing) if t.loss == "dpo"
                     else ipo_loss(a, b, ref_a, ref_b, t.beta))
         if t.nll_coef and t.loss != "orpo":
@@ -334,43 +343,49 @@ class PreferenceTrainer(Trainer):
         return out
 
     # ---- offline --------------------------------------------------------------------------------
-    def _offline_items(self) -> list[Item]:
-        """The pairs (KTO: examples) with their reference log-probabilities: read back from the run folder
-        when resuming, else built, scored by the reference, and written there."""
+    def _offline_items(self) -> tuple[list[Item], list[Item]]:
+        """(training pairs or KTO examples, held-out pairs), with their reference log-probabilities: read
+        back from the run folder when resuming, else built, scored by the reference, and written there."""
         path = self.run_dir / PAIRS_FILE
         if self.t.resume and path.is_file():
             saved = json.loads(path.read_text())
             self.note = saved["note"]
-            return [Item.from_json(d) for d in saved["items"]]
+            return tuple([Item.from_json(d) for d in saved[k]] for k in ("items", "eval_items"))
         start = time.time()
-        pairs = self._sampled_pairs() if self.sampled_offline else self._data_pairs()
+        if self.sampled_offline:
+            pairs, held_out = self._sampled_pairs(), []
+        else:
+            pairs = self._data_pairs(self.cfg.data.split)
+            held_out = self._data_pairs(self.cfg.data.eval_split, self.t.eval_samples) if self.t.eval_samples else []
+            self.note.update(pairs=len(pairs), eval_pairs=len(held_out))
         items = unpaired(pairs) if self.t.loss == "kto" else pairs
         if not items:
             raise UserError("no preference pairs to train on (every prompt's samples scored the same?)")
-        mine, _ = rank_shard(len(items))
-        local = [items[i] for i in mine]
         self._filler = items[0]
-        if self.t.reference_model:
-            model = load_model(self.t.reference_model, self.cfg.model.dtype)
-            self._reference_logps(model, local)
-            del model
-            gc.collect()  # the reference is needed only for this one pass
-        else:
-            self._reference_logps(self.actor, local)  # not yet updated: it is the starting policy
-        items = [it for part in D.all_gather_object(local) for it in part]
+        # the reference: a model of its own, needed for this one pass, or the policy before any update
+        reference = load_model(self.t.reference_model, self.cfg.model.dtype) if self.t.reference_model else None
+        items, held_out = (self._scored_by_reference(reference or self.actor, x) for x in (items, held_out))
+        del reference
+        gc.collect()
         self.note.update(items=len(items), build_seconds=round(time.time() - start, 1))
         if D.is_main():
-            atomic_write_json(path, {"note": self.note, "items": [it.to_json() for it in items]})
+            atomic_write_json(path, {"note": self.note, "items": [it.to_json() for it in items],
+                                     "eval_items": [it.to_json() for it in held_out]})
         self.log_line(f"offline data: {self.note}")
-        return items
+        return items, held_out
 
-    def _data_pairs(self) -> list[Item]:
+    def _scored_by_reference(self, model, items: list[Item]) -> list[Item]:
+        """All `items` with `ref` filled in, each rank scoring its share."""
+        mine, _ = rank_shard(len(items))
+        local = [items[i] for i in mine]
+        self._reference_logps(model, local)
+        return [it for part in D.all_gather_object(local) for it in part]
+
+    def _data_pairs(self, split: str, limit: int | None = None) -> list[Item]:
         from rlvr.data.preferences import load_pairs
 
-        rows = load_pairs(self.cfg.data, self.cfg.data.split)
-        self.note["pairs"] = len(rows)
         return [self._pair(self._prompt_ids(r["prompt"]), self._response_ids(r["chosen"]),
-                           self._response_ids(r["rejected"])) for r in rows]
+                           self._response_ids(r["rejected"])) for r in load_pairs(self.cfg.data, split, limit)]
 
     def _sampled_pairs(self) -> list[Item]:
         """K samples per training prompt from the starting policy, best against worst by reward."""
@@ -387,7 +402,7 @@ class PreferenceTrainer(Trainer):
 
     def _offline_step(self) -> dict:
         if self.items is None:
-            self.items = self._offline_items()
+            self.items, self.eval_items = self._offline_items()
             self._filler = self.items[0]
             self.pair_sampler = EpochSampler(len(self.items), seed=self.t.seed)
             if self._sampler_state is not None:
@@ -432,11 +447,28 @@ class PreferenceTrainer(Trainer):
             self.generator.update_weights(self.actor.module)
 
     def evaluate(self, step: int) -> dict:
-        if not self.eval_rows:
-            return {}
-        acc = greedy_accuracy(self.generator, self.tokenizer, self.eval_rows, self.cfg.data,
-                              self.sampling.max_new_tokens, self._judge)
-        return {"eval_accuracy": acc}
+        out = self._held_out_preferences() if self.eval_items else {}
+        if self.eval_rows:
+            out["eval_accuracy"] = greedy_accuracy(self.generator, self.tokenizer, self.eval_rows, self.cfg.data,
+                                                   self.sampling.max_new_tokens, self._judge)
+        return out
+
+    @torch.no_grad()
+    def _held_out_preferences(self) -> dict:
+        """The policy's implicit-reward accuracy and margin on the held-out pairs."""
+        mine, per_rank = rank_shard(len(self.eval_items))
+        local, micro = [self.eval_items[i] for i in mine], self.plan.micro
+        correct = margin = 0.0
+        self.actor.eval()
+        for k in range(-(-per_rank // micro)):  # the same number of passes on every rank
+            chunk = local[k * micro : (k + 1) * micro]
+            logps, lengths = self._sequence_logps(self.actor, chunk or self.eval_items[:1])
+            if chunk:
+                chosen, rejected = self._rewards(chunk, logps, lengths)
+                correct, margin = correct + float((chosen > rejected).sum()), margin + float((chosen - rejected).sum())
+        self.actor.train()
+        correct, margin = D.all_sum([correct, margin])
+        return {"eval_reward_accuracy": correct / len(self.eval_items), "eval_margin": margin / len(self.eval_items)}
 
     def _judge(self, rows: list[dict], samples: list[Sample]) -> list[bool]:
         for i, s in enumerate(samples):
