@@ -139,7 +139,8 @@ def test_grpo_run_rewarded_by_a_reward_model(models, tmp_path):
 
     cfg = yaml.safe_load((REPO / "configs" / "grpo_arith_rm.yaml").read_text())
     assert cfg["reward"]["verifiers"][1]["name"] == "reward_model"
-    cfg["reward"]["verifiers"][1]["options"]["model"] = models[0]  # a list item: no dotted override
+    # a list item takes no dotted override; normalised and clipped here, to run those through the pool too
+    cfg["reward"]["verifiers"][1]["options"].update(model=models[0], normalize="running", clip=3.0)
     config = tmp_path / "grpo_rm.yaml"
     config.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "grpo"
@@ -151,7 +152,8 @@ def test_grpo_run_rewarded_by_a_reward_model(models, tmp_path):
              "logging.progress=false", "logging.tensorboard=false", check=True)
     records = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 2]
-    # the reward is the reward model's (normalised, clipped); math counts for accuracy only
+    # the reward is the reward model's (normalised, clipped); math (weight 0) counts for accuracy only
     assert all(r["reward_std"] > 0 and abs(r["reward"]) <= 3.0 for r in records)
-    assert all("reward/reward_model" in r and "reward/math" in r for r in records)
+    assert all(r["reward"] == pytest.approx(r["reward/reward_model"]) for r in records)
+    assert all(r["accuracy"] == pytest.approx(r["reward/math"]) for r in records)
     assert "eval_accuracy" in json.loads((out / "summary.json").read_text())

@@ -97,6 +97,9 @@ class RewardModelVerifier(Verifier):
     """
 
     name = "reward_model"
+    # verify_batch is much faster than one verify per sample (one forward pass per batch); a pool that
+    # honours this flag hands workers whole chunks
+    batched: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {"model": None, "reduce": "mean", "normalize": "none",
                                           "calibration": None, "clip": None, "batch_size": 32,
                                           "dtype": "float32"}
