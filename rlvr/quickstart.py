@@ -1,8 +1,13 @@
 """`rlvr quickstart`: the whole pipeline on the embedded default, with nothing to download.
 
-Builds a tiny model, fine-tunes it briefly on the `arith` task (short, to leave headroom), then trains it
-with RL (GRPO by default) rewarded by the `math` verifier, evaluates both on the held-out split, and
-writes summary.json, report.md and the curves into one folder.
+Builds a tiny model, fine-tunes it on a small set of worked `arith` problems, then trains it with RL (GRPO
+by default) on a larger set of problems, rewarded only by whether the `math` verifier accepts its answer;
+evaluates both models on the held-out split, and writes summary.json, report.md and the curves into one
+folder.
+
+The split between the stages is the usual one in RLVR: demonstrations are few (SFT imitates 1,000 of
+them, enough to learn the format and part of the skill, and memorises most of them), while problems with
+a checkable answer are plentiful (RL practises on 8,000 and learns from its own attempts).
 """
 from __future__ import annotations
 
@@ -13,13 +18,18 @@ from rlvr.atomic import atomic_write_json, atomic_write_text
 from rlvr.config import config_from_dict
 
 
+SFT_EXAMPLES = 1000  # worked problems SFT imitates
+RL_PROMPTS = 8000  # problems RL practises on (the SFT ones among them)
+
+
 def sft_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps: int) -> dict:
     return {
         "kind": "sft",
         "model": {"name": "tiny", "tiny": {"hidden_size": 128, "num_layers": 2, "num_heads": 4,
                                            "intermediate_size": 512}},
         "data": {"source": "arith", "arith": {"operands": operands, "digits": digits, "ops": ops,
-                                              "train_size": 8000, "test_size": 500, "seed": seed}},
+                                              "train_size": min(SFT_EXAMPLES, rl_prompts(operands, digits, ops)),
+                                              "test_size": 500, "seed": seed}},
         "generation": {"max_new_tokens": operands * digits + 4, "batch_size": 256},
         "trainer": {"lr": 1.5e-3, "warmup_steps": 50, "max_steps": steps, "batch_size": 128,
                     "micro_batch_size": 128, "eval_every": max(steps // 4, 1), "seed": seed},
@@ -27,26 +37,42 @@ def sft_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps
     }
 
 
-def rl_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps: int, algorithm: str) -> dict:
+def rl_prompts(operands: int, digits: int, ops: str) -> int:
+    """RL_PROMPTS, or fewer when the task has fewer distinct training problems (e.g. one-digit sums)."""
+    from rlvr.config import ArithConfig
+    from rlvr.data.tasks.arith import TEST_SHARE, space_size
+
+    space = space_size(ArithConfig(operands=operands, digits=digits, ops=ops))
+    return min(RL_PROMPTS, int(0.8 * (1 - TEST_SHARE) * space))
+
+
+def rl_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps: int, algorithm: str,
+              seconds: float | None = None) -> dict:
     critic = algorithm == "ppo"
     return {
         "kind": "rl",
         "model": {"name": str(out / "sft" / "final")},
         "data": {"source": "arith", "arith": {"operands": operands, "digits": digits, "ops": ops,
-                                              "train_size": 8000, "test_size": 500, "seed": seed}},
+                                              "train_size": rl_prompts(operands, digits, ops),
+                                              "test_size": 500, "seed": seed}},
         "generation": {"temperature": 1.0, "max_new_tokens": operands * digits + 4, "batch_size": 512},
         "reward": {"verifiers": [{"name": "math", "options": {"last_number_fallback": True}}]},
-        "trainer": {"algorithm": algorithm, "max_steps": steps, "prompts_per_step": 128,
+        "trainer": {"algorithm": algorithm, "max_steps": steps, "max_seconds": seconds, "prompts_per_step": 128,
                     "samples_per_prompt": 8, "minibatch_size": 256, "micro_batch_size": 256,
                     "lr": 1e-4, "warmup_steps": 10, "critic_lr": 1e-3 if critic else 1e-4,
                     "kl_coef": 0.01 if critic else 0.0, "kl_in_reward": critic, "whiten_advantages": critic,
-                    "eval_every": max(steps // 5, 1), "seed": seed},
+                    # groups that all score the same carry no signal for a group baseline: swap them
+                    # for fresh ones (DAPO's dynamic sampling); PPO's critic and REINFORCE++'s batch
+                    # baseline give such samples an advantage of their own
+                    "dynamic_sampling": algorithm in ("grpo", "dr_grpo", "rloo"),
+                    "eval_every": max(steps // 10, 1), "seed": seed},
         "logging": {"out_dir": str(out / "rl"), "log_every": 1},
     }
 
 
 def run(out: Path, seed: int = 0, operands: int = 2, digits: int = 2, ops: str = "+",
-        sft_steps: int = 320, rl_steps: int = 100, algorithm: str = "grpo", resume: bool = False) -> dict:
+        sft_steps: int = 320, rl_steps: int = 300, algorithm: str = "grpo", rl_seconds: float | None = None,
+        resume: bool = False) -> dict:
     from rlvr.trainers.rl import RLTrainer
     from rlvr.trainers.sft import SFTTrainer
 
@@ -58,11 +84,12 @@ def run(out: Path, seed: int = 0, operands: int = 2, digits: int = 2, ops: str =
     sft = SFTTrainer(cfg).train() if not (out / "sft" / "summary.json").is_file() else _read(out / "sft")
     summary.update(sft_accuracy=sft.get("eval_accuracy"), sft_seconds=sft.get("seconds"))
     if rl_steps > 0:
-        cfg = config_from_dict(rl_config(out, seed, operands, digits, ops, rl_steps, algorithm),
+        cfg = config_from_dict(rl_config(out, seed, operands, digits, ops, rl_steps, algorithm, rl_seconds),
                                source="quickstart")
         cfg.trainer.resume = resume
         rl = RLTrainer(cfg).train()
-        summary.update(rl_accuracy=rl.get("eval_accuracy"), rl_seconds=rl.get("seconds"))
+        summary.update(rl_accuracy=rl.get("eval_accuracy"), rl_seconds=rl.get("seconds"),
+                       rl_steps=rl.get("steps", rl_steps))
         plot_accuracy(out)
     summary["seconds"] = round(time.time() - start, 1)
     atomic_write_json(out / "summary.json", summary)

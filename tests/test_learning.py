@@ -19,6 +19,15 @@ def test_sft_arith_reaches_95_percent(tmp_path):
     assert (out / "final" / "model.safetensors").is_file()
 
 
+def test_quickstart_grpo_learns_beyond_its_sft_model(tmp_path):
+    """A shortened quickstart: the default SFT, then 60 GRPO steps (the full run has 300), +10 points at least.
+    Measured: +14.8 after 60 steps, +31.8 after 180 (eval noise on 500 problems is about 2 points)."""
+    out = tmp_path / "qs"
+    run_rlvr("quickstart", "--out", str(out), "--rl-steps", "60", check=True, timeout=1500)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rl_accuracy"] >= summary["sft_accuracy"] + 0.10, summary
+
+
 def test_quickstart_writes_its_report_and_resumes(tmp_path):
     out = tmp_path / "qs"
     args = ("quickstart", "--out", str(out), "--sft-steps", "40", "--rl-steps", "2")

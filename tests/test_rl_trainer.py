@@ -23,7 +23,8 @@ def small_rl(model: str, out, steps: int, *extra: str) -> list[str]:
             "reward.verifiers=[{name: format, options: {pattern: '[0-4]'}}]",
             "trainer.prompts_per_step=8", "trainer.samples_per_prompt=4", "trainer.minibatch_size=16",
             "trainer.micro_batch_size=16", "trainer.lr=1e-3", "trainer.eval_every=0", "trainer.eval_samples=16",
-            "generation.max_new_tokens=4", "logging.progress=false", "logging.tensorboard=false", *extra]
+            "generation.max_new_tokens=4", "trainer.warmup_steps=0", "logging.progress=false",
+            "logging.tensorboard=false", *extra]
 
 
 def test_grpo_zero3_on_two_ranks(tiny_model_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""`rlvr quickstart [--out DIR] [--seed N] [--digits N] [--operands N] [--ops OPS]`."""
+"""`rlvr quickstart [--out DIR] [--seed N] [--digits N] [--operands N] [--ops OPS] [--algorithm A]`."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,9 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser(
         "quickstart", help="the whole pipeline on a built-in task, nothing to download",
-        description="Build a tiny model, SFT it briefly on integer arithmetic, train it further with RL "
-                    "rewarded by the math verifier, and evaluate both on held-out problems. Writes "
+        description="Build a tiny model, SFT it on 1,000 worked integer-arithmetic problems, train it further "
+                    "with RL on 8,000 problems rewarded by the math verifier, and evaluate both on held-out "
+                    "problems. Writes "
                     "summary.json, report.md and plots to --out.",
     )
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
@@ -18,7 +19,9 @@ def register(sub) -> None:
     p.add_argument("--digits", type=int, default=2, help="digits per number (default 2)")
     p.add_argument("--ops", default="+", help="operators to draw from, any of + - * (default +)")
     p.add_argument("--sft-steps", type=int, default=320, help="SFT optimizer steps (default 320)")
-    p.add_argument("--rl-steps", type=int, default=100, help="RL steps (rollouts; default 100; 0 skips RL)")
+    p.add_argument("--rl-steps", type=int, default=300, help="RL steps (rollouts; default 300; 0 skips RL)")
+    p.add_argument("--rl-seconds", type=float, default=None,
+                   help="also stop RL once it has run this many seconds (to compare algorithms at equal time)")
     p.add_argument("--algorithm", default="grpo", choices=["grpo", "dr_grpo", "rloo", "reinforce_pp", "ppo"],
                    help="RL estimator (default grpo; ppo trains a critic and a KL penalty to the SFT model)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted quickstart in --out")
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = quickstart.run(Path(args.out), seed=args.seed, operands=args.operands, digits=args.digits,
                              ops=args.ops, sft_steps=args.sft_steps, rl_steps=args.rl_steps,
-                             algorithm=args.algorithm, resume=args.resume)
+                             algorithm=args.algorithm, rl_seconds=args.rl_seconds, resume=args.resume)
     print((Path(args.out) / "report.md").read_text())
     figures = "  ".join(f"{k}={summary[k]:.3f}" for k in ("sft_accuracy", "rl_accuracy") if k in summary)
     print(f"[rlvr] summary: {Path(args.out) / 'summary.json'}  {figures}")

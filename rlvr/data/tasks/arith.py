@@ -19,7 +19,8 @@ def _in_test(expr: str) -> bool:
     return h % 1000 < TEST_SHARE * 1000
 
 
-def _space_size(cfg: ArithConfig) -> int:
+def space_size(cfg: ArithConfig) -> int:
+    """How many distinct expressions the config can draw (both splits)."""
     return (10**cfg.digits) ** cfg.operands * len(cfg.ops) ** (cfg.operands - 1)
 
 
@@ -41,10 +42,10 @@ def generate(cfg: ArithConfig, split: str) -> list[dict]:
         raise UserError("data.arith.operands and data.arith.digits: expected at least 1")
     want = cfg.train_size if split == "train" else cfg.test_size
     share = TEST_SHARE if split == "test" else 1 - TEST_SHARE
-    if want > 0.9 * share * _space_size(cfg):
+    if want > 0.9 * share * space_size(cfg):
         raise UserError(
             f"data.arith.{split}_size: {want} is too many for {cfg.operands} operands of {cfg.digits} "
-            f"digit(s) (about {int(share * _space_size(cfg))} distinct {split} problems); raise digits or operands"
+            f"digit(s) (about {int(share * space_size(cfg))} distinct {split} problems); raise digits or operands"
         )
     rng = random.Random(f"arith-{cfg.seed}-{split}")
     seen: set[str] = set()
