@@ -121,6 +121,10 @@ def test_bad_options_name_the_option(models):
         verifiers.load("reward_model", model=models[0], normalize="calibration")
     with pytest.raises(verifiers.VerifierError, match="'clip'"):
         verifiers.load("reward_model", model=models[0], clip=-1)
+    with pytest.raises(verifiers.VerifierError, match="folder not found: runs/none/final"):
+        verifiers.load("reward_model", model=[models[0], "runs/none/final"])
+    with pytest.raises(verifiers.VerifierError, match="no config.json"):
+        verifiers.load("reward_model", model=str(Path(models[0]).parent))
 
 
 def test_pool_worker_loads_its_own_copy(models):

@@ -12,6 +12,7 @@ should not count) to keep an accuracy metric.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, ClassVar
 
 from verifiers.base import Sample, Score, Verifier, VerifierError
@@ -65,8 +66,6 @@ def clip(values: list[float], bound: float | None) -> list[float]:
 def calibration_texts(path: str) -> tuple[list[str], list[str]]:
     """(prompts, completions) of a calibration file: rows with prompt and completion, or preference
     rows whose chosen and rejected both count (a preference data set calibrates as it is)."""
-    from pathlib import Path
-
     from rlvr.data.loading import json_records, read_file
 
     records = read_file(path) if Path(path).suffix == ".parquet" else [r for _, r in json_records(Path(path))]
@@ -81,6 +80,17 @@ def calibration_texts(path: str) -> tuple[list[str], list[str]]:
     if len(completions) < 2:
         raise VerifierError(f"reward_model calibration file {path}: needs at least 2 completions")
     return prompts, completions
+
+
+def _check_model_path(path: str) -> None:
+    """Fail in the parent, at config time, not in a worker on every sample. 'org/name' may be a hub id."""
+    folder = Path(path)
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise VerifierError(f"reward_model verifier: option 'model': {path} is not an HF model folder "
+                                f"(no config.json)")
+    elif folder.is_absolute() or path.startswith(".") or path.count("/") != 1:
+        raise VerifierError(f"reward_model verifier: option 'model': folder not found: {path}")
 
 
 class RewardModelVerifier(Verifier):
@@ -110,6 +120,8 @@ class RewardModelVerifier(Verifier):
         if not paths or not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise VerifierError("reward_model verifier: option 'model' must be a reward-model folder or a "
                                 f"non-empty list of them, got {self.model!r}")
+        for p in paths:
+            _check_model_path(p)
         self.paths: list[str] = paths
         if self.reduce not in REDUCTIONS:
             raise VerifierError(f"reward_model verifier: option 'reduce' must be one of "
