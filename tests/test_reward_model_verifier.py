@@ -119,6 +119,8 @@ def test_bad_options_name_the_option(models):
         verifiers.load("reward_model", model=models[0], reduce="max")
     with pytest.raises(verifiers.VerifierError, match="'calibration'"):
         verifiers.load("reward_model", model=models[0], normalize="calibration")
+    with pytest.raises(verifiers.VerifierError, match="file not found: nope.jsonl"):
+        verifiers.load("reward_model", model=models[0], normalize="calibration", calibration="nope.jsonl")
     with pytest.raises(verifiers.VerifierError, match="'clip'"):
         verifiers.load("reward_model", model=models[0], clip=-1)
     with pytest.raises(verifiers.VerifierError, match="folder not found: runs/none/final"):

@@ -132,6 +132,9 @@ class RewardModelVerifier(Verifier):
         if (self.normalize == "calibration") != (self.calibration is not None):
             raise VerifierError("reward_model verifier: option 'calibration' (a file) goes with "
                                 "normalize: calibration, and only with it")
+        if self.calibration is not None and not Path(self.calibration).is_file():
+            raise VerifierError(f"reward_model verifier: option 'calibration': file not found: "
+                                f"{self.calibration}")
         if self.clip is not None and not (isinstance(self.clip, (int, float)) and self.clip > 0):
             raise VerifierError(f"reward_model verifier: option 'clip' must be a positive number, "
                                 f"got {self.clip!r}")
