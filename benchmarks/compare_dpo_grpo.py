@@ -1,6 +1,6 @@
 """Offline DPO, iterative DPO and GRPO on `arith` at equal wall time, from the same short SFT model.
 
-    python benchmarks/compare_dpo_grpo.py --budget 150          # (make compare)
+    python benchmarks/compare_dpo_grpo.py --budget 300          # (make compare)
 
 1. SFT: the quickstart's tiny model and settings (320 steps by default).
 2. Each method trains from that model until `trainer.max_seconds` (the budget) is spent, then is evaluated
@@ -131,7 +131,7 @@ def table(rows: list[dict], budget: float, sft_steps: int) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "compare_dpo_grpo")
-    ap.add_argument("--budget", type=float, default=150.0, help="wall seconds of training per method")
+    ap.add_argument("--budget", type=float, default=300.0, help="wall seconds of training per method")
     ap.add_argument("--sft-steps", type=int, default=320)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
