@@ -142,7 +142,6 @@ class PreferenceTrainer(Trainer):
         self._filler: Item | None = None  # a weight-0 item for a rank with nothing to train on
 
         ds = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
-        self.ds_config = ds
         zero3 = hf_zero3_context(ds)  # noqa: F841 - alive while models load
         per_round = t.epochs * -(-t.prompts_per_step * (2 if t.loss == "kto" else 1) // t.batch_size)
         total_updates = t.max_steps * (1 if self.offline else per_round)
