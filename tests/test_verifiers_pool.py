@@ -109,3 +109,37 @@ def test_score_after_close_raises():
     p.close()
     with pytest.raises(RuntimeError, match="after close"):
         p.score([Sample(completion="1")])
+
+
+class BatchCounter(Verifier):
+    """Batched: each score records the size of the verify_batch call it came from; "hang" hangs the batch."""
+
+    name = "batch_counter"
+    defaults = {}
+    batched = True
+
+    def verify(self, sample):
+        return self.verify_batch([sample])[0]
+
+    def verify_batch(self, samples):
+        if any(s.completion == "hang" for s in samples):
+            time.sleep(3600)
+        if any(s.completion == "raise" for s in samples):
+            raise KeyError("boom")
+        return [Score(reward=float(s.completion), details={"batch": len(samples)}) for s in samples]
+
+
+def test_a_batching_verifier_gets_whole_chunks_and_a_failure_costs_its_chunk():
+    with VerifierPool(BatchCounter(), workers=2, timeout=0.5) as p:
+        scores = p.score([Sample(completion=str(i)) for i in range(300)])
+        assert [s.reward for s in scores] == [float(i) for i in range(300)]
+        calls = sum(1 / s.details["batch"] for s in scores)  # each call contributes 1 over its samples
+        assert round(calls) <= 12, calls  # chunks of up to half the queue, not 300 calls of one
+        hung = p.score([Sample(completion="hang")] + [Sample(completion="1")] * 3)
+        # chunks of 2 per worker: the hanging one's chunk times out (2 x 0.5 s), the other's is scored
+        assert [s.details.get("status") for s in hung] == ["timeout", "timeout", None, None]
+        assert [s.reward for s in hung[2:]] == [1.0, 1.0]
+        raised = p.score([Sample(completion=c) for c in ("raise", "1", "2", "3")])
+        assert all(s.reward == 0 and "KeyError" in s.reason for s in raised[:2])  # the raising chunk
+        assert [s.reward for s in raised[2:]] == [2.0, 3.0]
+        assert p.score([Sample(completion="2")])[0].reward == 2.0  # the pool recovered

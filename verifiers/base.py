@@ -53,6 +53,7 @@ class Verifier:
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    batched: ClassVar[bool] = False  # True: verify_batch scores a list at once; the pool sends it chunks
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))
@@ -135,8 +136,15 @@ class Composite(Verifier):
     def __init__(self, parts: list[Part]) -> None:
         super().__init__()
         self.parts = parts
+        self.batched = any(getattr(p.verifier, "batched", False) for p in parts)
         gates = {p.gate for p in parts if p.gate}
         self.main = next((p.key for p in parts if p.key not in gates), parts[0].key)
+
+    def warmup(self) -> None:
+        """Load what the parts load up front (a reward model), not inside the first sample's timeout."""
+        for p in self.parts:
+            if callable(getattr(p.verifier, "warmup", None)):
+                p.verifier.warmup()
 
     def verify(self, sample: Sample) -> Score:
         return self.verify_batch([sample])[0]

@@ -22,6 +22,7 @@ from typing import Any
 from verifiers.base import Sample, Score, Verifier
 
 STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its verifier
+BATCH_CHUNK = 256  # samples per message to a verifier that batches
 
 
 def _failure(status: str, reason: str) -> Score:
@@ -34,6 +35,17 @@ def verify_safely(verifier: Verifier, sample: Sample) -> Score:
         return verifier.verify(sample)
     except Exception as e:  # a verifier bug must cost one sample, not the run
         return _failure("exception", f"exception: {type(e).__name__}: {e}")
+
+
+def verify_chunk(verifier: Verifier, samples: list[Sample]) -> list[Score]:
+    """One verify_batch call for a verifier that batches (a reward model: one forward pass for the lot),
+    else one guarded verify per sample. A batch that raises costs every sample in it, with the reason."""
+    if not getattr(verifier, "batched", False):
+        return [verify_safely(verifier, s) for s in samples]
+    try:
+        return verifier.verify_batch(samples)
+    except Exception as e:
+        return [_failure("exception", f"exception: {type(e).__name__}: {e}") for _ in samples]
 
 
 def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None) -> None:
@@ -53,8 +65,12 @@ def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None) ->
             return
         if msg is None:
             return
-        for index, sample in msg:
-            conn.send((index, verify_safely(verifier, sample)))
+        if getattr(verifier, "batched", False):
+            for (index, _), score in zip(msg, verify_chunk(verifier, [sample for _, sample in msg])):
+                conn.send((index, score))
+        else:  # each result as soon as it exists: the next sample's deadline starts from it
+            for index, sample in msg:
+                conn.send((index, verify_safely(verifier, sample)))
 
 
 class _Worker:
@@ -90,6 +106,8 @@ class VerifierPool:
     """Score samples with `verifier` in `workers` processes, each sample limited to `timeout` seconds.
 
     `workers=0` runs in-process (no hard timeout; exceptions are still caught) for debugging.
+    A verifier with `batched = True` gets whole chunks (up to BATCH_CHUNK samples) in one verify_batch
+    call, with `timeout` per sample for the chunk, and a timeout costs the whole chunk.
     `memory_mb` optionally caps each worker's address space. Thread-safe: calls are serialized.
     As with any forkserver/spawn pool, a script that creates one needs the `if __name__ == "__main__":`
     guard (workers re-import the main module).
@@ -111,6 +129,7 @@ class VerifierPool:
             raise ValueError(f"start_method must be 'forkserver' or 'spawn' (fork is unsafe), got {start_method!r}")
         self.verifier, self.timeout, self.memory_mb = verifier, float(timeout), memory_mb
         self.n_workers = workers
+        self.batched = bool(getattr(verifier, "batched", False))
         self._ctx = mp.get_context(start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload([type(verifier).__module__])
@@ -125,14 +144,17 @@ class VerifierPool:
         """Scores in input order; never raises for a verifier's hang, crash or exception."""
         with self._lock:
             if self.n_workers == 0:
-                return [verify_safely(self.verifier, s) for s in samples]
+                return verify_chunk(self.verifier, list(samples))
             if not self._workers:
                 raise RuntimeError("VerifierPool.score called after close()")
             return self._score(list(samples))
 
     def _chunk_size(self, waiting: int) -> int:
         """Samples per message: a few, so a worker never idles waiting for the parent, but small enough
-        to keep the load balanced (at most half a worker's fair share, at most 16)."""
+        to keep the load balanced (at most half a worker's fair share, at most 16). A batching verifier
+        gets its fair share, up to BATCH_CHUNK."""
+        if self.batched:
+            return max(1, min(BATCH_CHUNK, -(-waiting // len(self._workers))))
         return max(1, min(16, waiting // (2 * len(self._workers))))
 
     def _score(self, samples: list[Sample]) -> list[Score]:
@@ -145,7 +167,7 @@ class VerifierPool:
                     n = self._chunk_size(len(todo))
                     chunk = [(i, samples[i]) for i in (todo.popleft() for _ in range(min(n, len(todo))))]
                     try:
-                        w.send(chunk, self.timeout)
+                        w.send(chunk, self.timeout * (len(chunk) if self.batched else 1))
                     except (BrokenPipeError, OSError):
                         todo.extendleft(reversed([i for i, _ in chunk]))
                         w.tasks.clear()
@@ -163,8 +185,11 @@ class VerifierPool:
             now = time.monotonic()
             for w in list(self._workers):
                 if w.tasks and now > w.deadline:
-                    results[w.tasks.popleft()] = _failure("timeout", f"timeout: verifier took over {self.timeout:g}s")
-                    remaining -= 1
+                    # the running sample, or a batching verifier's whole chunk, runs out of time
+                    for _ in range(len(w.tasks) if self.batched else 1):
+                        results[w.tasks.popleft()] = _failure(
+                            "timeout", f"timeout: verifier took over {self.timeout:g}s per sample")
+                        remaining -= 1
                     self._requeue(w, todo)
                 elif not w.ready and now > w.started + STARTUP_TIMEOUT:
                     raise RuntimeError(f"verifier worker did not start within {STARTUP_TIMEOUT:g}s")
