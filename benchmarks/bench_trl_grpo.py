@@ -18,7 +18,8 @@ Matched settings (rlvr key = TRL GRPOConfig argument), the quickstart's RL stage
   - sampling: generation.max_new_tokens = max_completion_length (8), temperature (1.0), top_p 1, top_k 0;
   - loss: GRPO advantages (group mean and std) = scale_rewards "group"; token-mean aggregation over the
     minibatch = loss_type "dapo" (tokens of the whole accumulated batch); clip 0.2 = epsilon 0.2;
-    no KL: kl_coef 0 = beta 0 (neither loads a reference model); no entropy bonus;
+    no KL: kl_coef 0 = beta 0 (neither loads a reference model); no entropy bonus; no dynamic sampling
+    (the quickstart turns it on for GRPO; TRL has no equivalent, so it is off here);
   - optimizer: AdamW, lr 1e-4, betas (0.9, 0.95), weight decay 0, grad clip 1.0, 10 warm-up optimizer
     steps then constant (rlvr min_lr_ratio 1 = lr_scheduler_type "constant_with_warmup");
   - precision and memory: float32, no gradient checkpointing (TRL's defaults are bf16 and gradient
@@ -34,7 +35,7 @@ Not matched (cannot be, or not worth it):
   - warm-up shape: rlvr's multiplier is (s + 1) / warmup, transformers' s / warmup;
   - group std: rlvr divides by std + 1e-6, TRL by std + 1e-4;
   - TRL logs entropy and clip ratios every step; rlvr logs its own metrics; both are part of their cost;
-  - one process, CPU, 2 threads each; no DeepSpeed ZeRO for either (rlvr runs DeepSpeed stage 0).
+  - one process each, CPU, the same torch threads (--threads); no ZeRO for either (rlvr: DeepSpeed stage 0).
 
 A "step" is one rollout: generate, score, and its optimizer steps. Rollouts per second are counted after
 the first (warm-up) rollout. Time per rollout is split into generation, reward, and the rest (log-prob
@@ -65,7 +66,9 @@ def rl_settings(model: str, out: Path, seed: int, prompts_per_step: int, seconds
 
     cfg = rl_config(out, seed, OPERANDS, DIGITS, OPS, max_rollouts, "grpo")
     cfg["model"]["name"] = model
-    cfg["trainer"].update(prompts_per_step=prompts_per_step, max_seconds=seconds, eval_every=0, save_every=0)
+    # TRL has no dynamic sampling (refilling all-equal groups costs extra generation rounds): off for both
+    cfg["trainer"].update(prompts_per_step=prompts_per_step, max_seconds=seconds, eval_every=0, save_every=0,
+                          dynamic_sampling=False)
     cfg["logging"].update(out_dir=str(out / "rlvr"), progress=False, tensorboard=False)
     return cfg
 
@@ -75,21 +78,27 @@ class Stopwatch:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {"generation": 0.0, "reward": 0.0}
+        self.detail: dict[str, float] = {}  # finer phases inside "rest", reported apart
 
-    def wrap(self, obj: object, method: str, phase: str) -> None:
+    def wrap(self, obj: object, method: str, phase: str, detail: bool = False) -> None:
         inner = getattr(obj, method)
+        book = self.detail if detail else self.seconds
+        book.setdefault(phase, 0.0)
 
         def timed(*args, **kwargs):
             start = time.perf_counter()
             try:
                 return inner(*args, **kwargs)
             finally:
-                self.seconds[phase] += time.perf_counter() - start
+                book[phase] += time.perf_counter() - start
 
         setattr(obj, method, timed)  # on the instance: the class and other instances stay untouched
 
     def snapshot(self) -> dict[str, float]:
         return dict(self.seconds)
+
+    def snapshot_detail(self) -> dict[str, float]:
+        return dict(self.detail)
 
 
 def timing_report(stamps: list[float], at_warm: dict, at_end: dict) -> dict:
@@ -120,18 +129,25 @@ def run_rlvr(model: str, out: Path, seed: int, prompts_per_step: int, seconds: f
             if not stamps:
                 watch.wrap(self.generator, "generate", "generation")
                 watch.wrap(self.pool, "score", "reward")
+                # inside "rest": old log-probs (no-grad forwards), PPO updates, the entropy metric's forward
+                watch.wrap(self, "_in_micro_batches", "old_logprobs", detail=True)
+                watch.wrap(self, "_update", "updates", detail=True)
+                watch.wrap(self, "_mean_entropy", "entropy_metric", detail=True)
                 stamps.append(time.perf_counter())
             metrics = super().train_step(step)
             stamps.append(time.perf_counter())
             marks.setdefault("warm", watch.snapshot())
-            marks["end"] = watch.snapshot()
+            marks.setdefault("warm_detail", watch.snapshot_detail())
+            marks["end"], marks["end_detail"] = watch.snapshot(), watch.snapshot_detail()
             return metrics
 
     cfg = config_from_dict(rl_settings(model, out, seed, prompts_per_step, seconds, max_rollouts),
                            source="benchmark")
     summary = TimedRLTrainer(cfg).train()
-    return {**timing_report(stamps, marks["warm"], marks["end"]), "model": str(out / "rlvr" / "final"),
-            "in_run_accuracy": summary.get("eval_accuracy")}
+    n = len(stamps) - 2  # rollouts after the warm-up one
+    rest = {k: (marks["end_detail"][k] - marks["warm_detail"][k]) / n for k in marks["end_detail"]} if n > 0 else {}
+    return {**timing_report(stamps, marks["warm"], marks["end"]), "rest_seconds_per_rollout": rest,
+            "model": str(out / "rlvr" / "final"), "in_run_accuracy": summary.get("eval_accuracy")}
 
 
 def run_trl(model: str, out: Path, seed: int, prompts_per_step: int, seconds: float, max_rollouts: int) -> dict:
@@ -251,16 +267,17 @@ def build_sft_model(out: Path, seed: int, steps: int) -> dict:
 
 # ---- report --------------------------------------------------------------------------------------
 def table(results: dict) -> str:
-    rows = [f"| SFT start | - | - | - | - | - | - | {results['sft_accuracy']:.1%} |"]
+    rows = [f"| SFT start | - | - | - | - | - | - | {results['sft_accuracy']:.1%} | - |"]
     for side in ("rlvr", "trl"):
         r = results[side]
         per = r.get("seconds_per_rollout") or {}
         rate = f"{r['rollouts_per_second']:.3f}" if r["rollouts_per_second"] else "-"
         rows.append(f"| {side} | {r['rollouts']} | {r['train_seconds']:.1f} | {rate} | "
                     + " | ".join(f"{per[k]:.2f}" if k in per else "-" for k in ("generation", "reward", "rest"))
-                    + f" | {r['accuracy']:.1%} |")
+                    + f" | {r['accuracy']:.1%} | {r['load_average'][0]:.1f} |")
     return ("| trainer | rollouts | train s | rollouts/s (after warm-up) | gen s/rollout | reward s/rollout "
-            "| rest s/rollout | held-out greedy accuracy |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+            "| rest s/rollout | held-out greedy accuracy | load average after |\n"
+            "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def markdown(results: dict) -> str:
@@ -269,7 +286,8 @@ def markdown(results: dict) -> str:
     return (
         "# rlvr GRPO vs TRL GRPOTrainer (tiny model, `arith`)\n\n"
         f"Written by `benchmarks/bench_trl_grpo.py` on {results['date']} (trl {results['trl_version']}, "
-        f"torch {results['torch_version']}, {os.cpu_count()} CPU cores, load average "
+        f"torch {results['torch_version']}, {results['threads']} torch thread(s) per process, {os.cpu_count()} "
+        "CPU cores, load average "
         f"{results['load_average'][0]:.1f} at the end).\n\n"
         f"Same SFT'd tiny model (quickstart recipe: `{s['sft_model']}`), same prompts, "
         f"{s['prompts_per_step']} prompts x {s['group']} samples per rollout, max {s['max_new_tokens']} new "
@@ -278,7 +296,10 @@ def markdown(results: dict) -> str:
         "Held-out accuracy: 500 `arith` test problems, greedy, judged by rlvr's evaluation code for every "
         "model. The script's docstring lists every matched and unmatched setting.\n\n"
         f"{table(results)}\n\n"
-        f"**Speed: rlvr / TRL rollouts per second = {ratio}** (target at least 2x).\n"
+        f"**Speed: rlvr / TRL rollouts per second = {ratio}** (target at least 2x).\n\n"
+        "rlvr's *rest* per rollout: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s"
+                                                   for k, v in results["rlvr"].get("rest_seconds_per_rollout", {}).items())
+        + ", other bookkeeping the remainder.\n"
     )
 
 
@@ -294,9 +315,13 @@ def main() -> None:
     parser.add_argument("--prompts-per-step", type=int, default=128)
     parser.add_argument("--max-rollouts", type=int, default=1000, help="a cap besides the time budget")
     parser.add_argument("--results", default=str(RESULTS), help="markdown to write (a .json goes beside it)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of every stage (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--side", choices=["sft", "rlvr", "trl"], help=argparse.SUPPRESS)  # one stage, internal
     args = parser.parse_args()
     out = Path(args.out)
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by torch at import, inherited by every stage
 
     if args.side:
         if args.side == "sft":
@@ -331,6 +356,7 @@ def main() -> None:
                            "prompts_per_step": args.prompts_per_step, "max_new_tokens": OPERANDS * DIGITS + 4,
                            "lr": 1e-4, "updates": args.prompts_per_step * 8 // 256}
     results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), trl_version=trl.__version__,
+                   threads=torch.get_num_threads(),
                    torch_version=torch.__version__, load_average=os.getloadavg())
 
     path = Path(args.results)
