@@ -73,7 +73,8 @@ def test_compose_weights_gates_and_details():
     assert good.reward == pytest.approx(1.0 + 2.0) and good.correct is True
     assert good.details == {"format": 1.0, "math": 1.0, "length": 0.0}
     ungated = v.verify(Sample(completion="\\boxed{4}", reference="4"))
-    assert ungated.reward == 0.0 and ungated.correct is True and ungated.details["math"] == 1.0
+    # the right answer behind a failed gate earns nothing and does not count as correct either
+    assert ungated.reward == 0.0 and ungated.correct is False and ungated.details["math"] == 1.0
     wrong = v.verify(Sample(completion="<think>ok</think> \\boxed{5}" + " " * 33, reference="4"))
     assert wrong.correct is False and wrong.reward == pytest.approx(1.0 + 0.5 * -0.5)
 

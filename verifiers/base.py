@@ -125,10 +125,10 @@ def passed(score: Score) -> bool:
 class Composite(Verifier):
     """Weighted sum of parts: reward = sum_i w_i * r_i * [gate_i passed].
 
-    `correct` is the correctness of the main part: the first part that no other part names as its
-    gate (the gates are preconditions such as format; the main part is what the run is about). If every
-    part is a gate, the first part is the main one. `details` holds each part's own (unweighted,
-    ungated) reward under its key, so each can be logged as a metric.
+    `correct` is the correctness of the main part (the first part that no other part names as its
+    gate: the gates are preconditions such as format; the main part is what the run is about), and
+    false when the main part's own gate fails. If every part is a gate, the first part is the main one.
+    `details` holds each part's own (unweighted, ungated) reward under its key, so each can be logged.
     """
 
     name = "composite"
@@ -159,9 +159,13 @@ class Composite(Verifier):
             if p.gate is None or passed(scores[p.gate]):
                 reward += p.weight * scores[p.key].reward
         main = scores[self.main]
+        gate = next(p.gate for p in self.parts if p.key == self.main)
+        # a main answer that fails its gate earns nothing, so it is not correct either: accuracy
+        # must not count what the reward refuses (e.g. a restated sum behind a plain-number gate)
+        correct = main.correct and (gate is None or passed(scores[gate]))
         details = {p.key: scores[p.key].reward for p in self.parts}
         reason = "; ".join(f"{k}: {s.reason}" for k, s in scores.items() if s.reason)
-        return Score(reward=reward, correct=main.correct, reason=reason, details=details)
+        return Score(reward=reward, correct=correct, reason=reason, details=details)
 
     def __repr__(self) -> str:
         return f"Composite({[(p.key, p.weight, p.gate) for p in self.parts]})"
