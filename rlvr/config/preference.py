@@ -33,7 +33,7 @@ class PreferenceTrainerConfig:
     max_seconds: float | None = None  # stop after the step that spends this wall time (then evaluate)
     prompts_per_step: int = 32  # online / spin: prompts sampled per round (global)
     samples_per_prompt: int = 8  # K responses per prompt (online, and offline pairs: policy)
-    offline_prompts: int | None = None  # offline pairs: policy: training prompts to sample (default all)
+    offline_prompts: int | None = None  # offline pairs: policy: a random subset of the prompts (default all)
     epochs: int = 1  # online / spin: passes over a round's pairs
     batch_size: int = 32  # pairs (KTO: examples) per optimizer step, global
     micro_batch_size: int = 32  # pairs per forward pass, per rank

@@ -387,8 +387,10 @@ class PreferenceTrainer(Trainer):
                            self._response_ids(r["rejected"])) for r in load_pairs(self.cfg.data, split, limit)]
 
     def _sampled_pairs(self) -> list[Item]:
-        """K samples per training prompt from the starting policy, best against worst by reward."""
-        rows = self.rows[: self.t.offline_prompts]
+        """K samples per prompt from the starting policy, best against worst by reward, for a seeded random
+        `offline_prompts` of the training prompts (not the first ones: with arith those are the SFT set)."""
+        order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.t.seed)).tolist()
+        rows = [self.rows[i] for i in order[: self.t.offline_prompts]]
         mine, _ = rank_shard(len(rows))
         groups = self._sample([rows[i] for i in mine], self.t.samples_per_prompt)
         pairs, flat = self._ranked_pairs(groups)
