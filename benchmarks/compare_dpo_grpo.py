@@ -5,7 +5,7 @@
 1. SFT: the quickstart's tiny model and settings (320 steps by default).
 2. Each method trains from that model until `trainer.max_seconds` (the budget) is spent, then is evaluated
    greedily on the 500 held-out problems, judged by the math verifier:
-     offline DPO    configs/dpo_arith.yaml: 8 samples for each of 512 prompts drawn once from the SFT model, the
+     offline DPO    configs/dpo_arith.yaml: 8 samples for each of the 8,000 prompts drawn once from the SFT model, the
                     verifier's correct answer against an incorrect one; the sampling counts in the budget
      iterative DPO  configs/dpo_online_arith.yaml: the same, redone from the current policy every round
      GRPO           the quickstart's RL settings (rlvr.quickstart.rl_config)
@@ -50,9 +50,10 @@ def preference_config(name: str, out: Path, seed: int, budget: float, eval_every
 
 
 def offline_config(out: Path, seed: int, budget: float) -> dict:
-    """Pairs from 512 prompts x 8 samples (4 GRPO steps' worth of sampling), then DPO steps on them."""
+    """Pairs from every training prompt x 8 samples, then DPO steps on them for the rest of the budget.
+    With a few hundred prompts the cheap steps run hundreds of epochs over the pairs (see the results)."""
     cfg = preference_config("dpo_arith.yaml", out, seed, budget, eval_every=150)
-    cfg["trainer"]["offline_prompts"] = 512
+    cfg["trainer"]["offline_prompts"] = None
     return cfg
 
 
