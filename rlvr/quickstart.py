@@ -17,7 +17,6 @@ from pathlib import Path
 from rlvr.atomic import atomic_write_json, atomic_write_text
 from rlvr.config import config_from_dict
 
-
 SFT_EXAMPLES = 1000  # worked problems SFT imitates
 RL_PROMPTS = 8000  # problems RL practises on (the SFT ones among them)
 

@@ -29,7 +29,8 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Subclasses set self.engines (name -> DeepSpeed engine), self.tokenizer, and implement
+    """Subclasses set self.engines (name -> DeepSpeed engine), self.tokenizer, self.generator (a generation
+    engine, when they sample or evaluate by generating), and implement
     `train_step(step) -> metrics`, `evaluate(step) -> metrics`, `state_dict()`/`load_state_dict()`."""
 
     plot_keys: list[str] = ["loss"]
@@ -73,7 +74,9 @@ class Trainer:
         pass
 
     def extra_rng(self) -> dict:
-        return {}
+        """RNG states beyond Python's, NumPy's and torch's: the embedded generation engine's sampler."""
+        sampler = getattr(getattr(self, "generator", None), "generator", None)
+        return {"generation": sampler.get_state()} if sampler is not None else {}
 
     def after_step(self) -> None:
         """After each optimizer step, e.g. push the new weights to a separate generation engine."""
@@ -82,7 +85,9 @@ class Trainer:
         """Release worker processes and engines."""
 
     def load_extra_rng(self, state: dict) -> None:
-        pass
+        sampler = getattr(getattr(self, "generator", None), "generator", None)
+        if "generation" in state and sampler is not None:
+            sampler.set_state(state["generation"])
 
     # ---- the loop -------------------------------------------------------------------------------
     def restore(self) -> None:

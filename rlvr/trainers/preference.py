@@ -489,13 +489,6 @@ class PreferenceTrainer(Trainer):
         else:
             self.prompt_sampler.load_state_dict(state["prompt_sampler"])
 
-    def extra_rng(self) -> dict:
-        return {"generation": self.generator.generator.get_state()} if hasattr(self.generator, "generator") else {}
-
-    def load_extra_rng(self, state: dict) -> None:
-        if "generation" in state and hasattr(self.generator, "generator"):
-            self.generator.generator.set_state(state["generation"])
-
     def summary_extra(self) -> dict:
         return {f"data_{k}": v for k, v in self.note.items()}
 

@@ -337,13 +337,6 @@ class RLTrainer(Trainer):
         self.kl_ctl.load_state_dict(state["kl"])
         self.reward_stats.load_state_dict(state["reward_stats"])
 
-    def extra_rng(self) -> dict:
-        return {"generation": self.generator.generator.get_state()} if hasattr(self.generator, "generator") else {}
-
-    def load_extra_rng(self, state: dict) -> None:
-        if "generation" in state and hasattr(self.generator, "generator"):
-            self.generator.generator.set_state(state["generation"])
-
     def after_step(self) -> None:
         if self.cfg.generation.backend != "hf":
             self.generator.update_weights(self.actor.module)

@@ -168,12 +168,5 @@ class SFTTrainer(Trainer):
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state["sampler"])
 
-    def extra_rng(self) -> dict:
-        return {"generation": self.generator.generator.get_state()}
-
-    def load_extra_rng(self, state: dict) -> None:
-        if "generation" in state:
-            self.generator.generator.set_state(state["generation"])
-
     def summary_extra(self) -> dict:
         return self.data_note
