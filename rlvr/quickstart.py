@@ -7,7 +7,8 @@ folder.
 
 The split between the stages is the usual one in RLVR: demonstrations are few (SFT imitates 1,000 of
 them, enough to learn the format and part of the skill, and memorises most of them), while problems with
-a checkable answer are plentiful (RL practises on 8,000 and learns from its own attempts).
+a checkable answer are plentiful (RL practises on 7,200 of the default task's 9,000 training problems
+and learns from its own attempts).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from rlvr.atomic import atomic_write_json, atomic_write_text
 from rlvr.config import config_from_dict
 
 SFT_EXAMPLES = 1000  # worked problems SFT imitates
-RL_PROMPTS = 8000  # problems RL practises on (the SFT ones among them)
+RL_PROMPTS = 8000  # at most this many problems for RL (the SFT ones among them); see rl_prompts
 
 
 def sft_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps: int) -> dict:
@@ -37,7 +38,8 @@ def sft_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps
 
 
 def rl_prompts(operands: int, digits: int, ops: str) -> int:
-    """RL_PROMPTS, or fewer when the task has fewer distinct training problems (e.g. one-digit sums)."""
+    """RL_PROMPTS, or 80% of the task's distinct training problems when that is fewer (7,200 for sums of
+    two 2-digit numbers; RL samples prompts without replacement, so the cap leaves the generator room)."""
     from rlvr.config import ArithConfig
     from rlvr.data.tasks.arith import TEST_SHARE, space_size
 

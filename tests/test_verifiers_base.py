@@ -95,6 +95,7 @@ def test_compose_single_part_and_errors():
 class Batched(Verifier):
     name = "batched"
     defaults = {}
+    batched = True
     calls = 0
 
     def verify_batch(self, samples):
@@ -108,4 +109,23 @@ def test_composite_forwards_whole_batches():
     v = Composite([Part("batched", Batched()), Part("format", load("format"), gate="batched")])
     Batched.calls = 0
     v.verify_batch([Sample()] * 5)
-    assert Batched.calls == 1
+    assert Batched.calls == 1 and v.batched  # one call for the part that batches
+
+
+class RaisesOnX(Verifier):
+    name = "raises_on_x"
+    defaults = {}
+
+    def verify(self, sample):
+        if sample.completion == "x":
+            raise KeyError("boom")
+        return Score(reward=1.0, correct=True)
+
+
+def test_a_part_that_does_not_batch_fails_one_sample_not_the_batch():
+    from verifiers.base import Part
+
+    v = Composite([Part("batched", Batched()), Part("strict", RaisesOnX())])
+    scores = v.verify_batch([Sample(completion=c) for c in ("a", "x", "b")])
+    assert [s.details["strict"] for s in scores] == [1.0, 0.0, 1.0]
+    assert "KeyError" in scores[1].reason

@@ -150,7 +150,9 @@ class Composite(Verifier):
         return self.verify_batch([sample])[0]
 
     def verify_batch(self, samples: list[Sample]) -> list[Score]:
-        per_part = {p.key: p.verifier.verify_batch(samples) for p in self.parts}
+        from verifiers.pool import verify_chunk  # one guard per sample for the parts that do not batch
+
+        per_part = {p.key: verify_chunk(p.verifier, samples) for p in self.parts}
         return [self._combine({k: v[i] for k, v in per_part.items()}) for i in range(len(samples))]
 
     def _combine(self, scores: dict[str, Score]) -> Score:

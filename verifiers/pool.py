@@ -205,8 +205,9 @@ class VerifierPool:
                 if w.tasks:
                     w.proc.join(timeout=1)
                     reason = f"crash: verifier worker died (exit code {w.proc.exitcode})"
-                    results[w.tasks.popleft()] = _failure("crash", reason)
-                    done += 1
+                    for _ in range(len(w.tasks) if self.batched else 1):  # a batch dies as one
+                        results[w.tasks.popleft()] = _failure("crash", reason)
+                        done += 1
                 elif not w.ready:
                     raise RuntimeError("verifier worker died while starting (does the verifier import?)")
                 self._requeue(w, todo)

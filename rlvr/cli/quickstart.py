@@ -9,9 +9,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "quickstart", help="the whole pipeline on a built-in task, nothing to download",
         description="Build a tiny model, SFT it on 1,000 worked integer-arithmetic problems, train it further "
-                    "with RL on 8,000 problems rewarded by the math verifier, and evaluate both on held-out "
-                    "problems. Writes "
-                    "summary.json, report.md and plots to --out.",
+                    "with RL on up to 8,000 problems (7,200 by default) rewarded by the math verifier, and "
+                    "evaluate both on held-out problems. Writes summary.json, report.md and plots to --out.",
     )
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the model (default 0)")

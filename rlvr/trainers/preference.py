@@ -391,8 +391,9 @@ class PreferenceTrainer(Trainer):
         `offline_prompts` of the training prompts (not the first ones: with arith those are the SFT set)."""
         order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.t.seed)).tolist()
         rows = [self.rows[i] for i in order[: self.t.offline_prompts]]
-        mine, _ = rank_shard(len(rows))
-        groups = self._sample([rows[i] for i in mine], self.t.samples_per_prompt)
+        mine, per_rank = rank_shard(len(rows))
+        padding = [rows[0]] * (per_rank - len(mine))  # every rank generates as often (ZeRO-3 collectives)
+        groups = self._sample([rows[i] for i in mine] + padding, self.t.samples_per_prompt)[: len(mine)]
         pairs, flat = self._ranked_pairs(groups)
         correct = sum(bool(s.correct) for g in groups for s in g)
         flat, correct = D.all_sum([float(flat), float(correct)])

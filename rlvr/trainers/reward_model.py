@@ -19,6 +19,7 @@ from rlvr.algorithms.bradley_terry import bradley_terry_loss, pairwise_accuracy
 from rlvr.config.reward_model import RewardModelConfig
 from rlvr.data import render_prompt
 from rlvr.data.preferences import load_pairs
+from rlvr.errors import UserError
 from rlvr.models import load_tokenizer, prepare_model
 from rlvr.reward_scoring import (
     RewardFormat,
@@ -70,6 +71,9 @@ class RewardModelTrainer(Trainer):
         held_out = load_pairs(cfg.data, cfg.data.eval_split, limit=cfg.data.eval_samples)
         self.train_set = tokenize_pairs(self.tokenizer, train, self.format)
         self.eval_set = tokenize_pairs(self.tokenizer, held_out, self.format)
+        if not self.train_set:
+            raise UserError(f"data: no training pairs from data.source={cfg.data.source!r} "
+                            f"(split {cfg.data.split!r}); expected prompt/chosen/rejected rows")
         longest = max(len(s) for p in self.train_set + self.eval_set for s in (p.chosen, p.rejected))
         self.data_note = {"train_pairs": len(self.train_set), "eval_pairs": len(self.eval_set),
                           "longest_sequence": longest}
