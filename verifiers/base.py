@@ -122,6 +122,30 @@ def passed(score: Score) -> bool:
     return bool(score.correct) if score.correct is not None else score.reward > 0
 
 
+def failure(status: str, reason: str) -> Score:
+    """Reward 0 with the reason, and `status` (timeout, crash, exception) in the details."""
+    return Score(reward=0.0, correct=False, reason=reason, details={"status": status})
+
+
+def verify_safely(verifier: Verifier, sample: Sample) -> Score:
+    """verifier.verify(sample), with an exception turned into reward 0 and its text as the reason."""
+    try:
+        return verifier.verify(sample)
+    except Exception as e:  # a verifier bug must cost one sample, not the run
+        return failure("exception", f"exception: {type(e).__name__}: {e}")
+
+
+def verify_chunk(verifier: Verifier, samples: list[Sample]) -> list[Score]:
+    """One verify_batch call for a verifier that batches (a reward model: one forward pass for the lot),
+    else one guarded verify per sample. A batch that raises costs every sample in it, with the reason."""
+    if not getattr(verifier, "batched", False):
+        return [verify_safely(verifier, s) for s in samples]
+    try:
+        return verifier.verify_batch(samples)
+    except Exception as e:
+        return [failure("exception", f"exception: {type(e).__name__}: {e}") for _ in samples]
+
+
 class Composite(Verifier):
     """Weighted sum of parts: reward = sum_i w_i * r_i * [gate_i passed].
 
@@ -150,8 +174,6 @@ class Composite(Verifier):
         return self.verify_batch([sample])[0]
 
     def verify_batch(self, samples: list[Sample]) -> list[Score]:
-        from verifiers.pool import verify_chunk  # one guard per sample for the parts that do not batch
-
         per_part = {p.key: verify_chunk(p.verifier, samples) for p in self.parts}
         return [self._combine({k: v[i] for k, v in per_part.items()}) for i in range(len(samples))]
 

@@ -19,33 +19,10 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from verifiers.base import Sample, Score, Verifier
+from verifiers.base import Sample, Score, Verifier, failure, verify_chunk, verify_safely
 
 STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its verifier
 BATCH_CHUNK = 256  # samples per message to a verifier that batches
-
-
-def _failure(status: str, reason: str) -> Score:
-    return Score(reward=0.0, correct=False, reason=reason, details={"status": status})
-
-
-def verify_safely(verifier: Verifier, sample: Sample) -> Score:
-    """verifier.verify(sample), with an exception turned into reward 0 and its text as the reason."""
-    try:
-        return verifier.verify(sample)
-    except Exception as e:  # a verifier bug must cost one sample, not the run
-        return _failure("exception", f"exception: {type(e).__name__}: {e}")
-
-
-def verify_chunk(verifier: Verifier, samples: list[Sample]) -> list[Score]:
-    """One verify_batch call for a verifier that batches (a reward model: one forward pass for the lot),
-    else one guarded verify per sample. A batch that raises costs every sample in it, with the reason."""
-    if not getattr(verifier, "batched", False):
-        return [verify_safely(verifier, s) for s in samples]
-    try:
-        return verifier.verify_batch(samples)
-    except Exception as e:
-        return [_failure("exception", f"exception: {type(e).__name__}: {e}") for _ in samples]
 
 
 def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None) -> None:
@@ -187,7 +164,7 @@ class VerifierPool:
                 if w.tasks and now > w.deadline:
                     # the running sample, or a batching verifier's whole chunk, runs out of time
                     for _ in range(len(w.tasks) if self.batched else 1):
-                        results[w.tasks.popleft()] = _failure(
+                        results[w.tasks.popleft()] = failure(
                             "timeout", f"timeout: verifier took over {self.timeout:g}s per sample")
                         remaining -= 1
                     self._requeue(w, todo)
@@ -206,7 +183,7 @@ class VerifierPool:
                     w.proc.join(timeout=1)
                     reason = f"crash: verifier worker died (exit code {w.proc.exitcode})"
                     for _ in range(len(w.tasks) if self.batched else 1):  # a batch dies as one
-                        results[w.tasks.popleft()] = _failure("crash", reason)
+                        results[w.tasks.popleft()] = failure("crash", reason)
                         done += 1
                 elif not w.ready:
                     raise RuntimeError("verifier worker died while starting (does the verifier import?)")
