@@ -185,6 +185,15 @@ def load_model(path: str, dtype: str = "float32"):
         raise UserError(f"model.name: cannot load '{path}': {str(e).splitlines()[0]}") from None
 
 
+def cache_argument(model) -> str:
+    """The name of the KV-cache argument of `model`'s forward (transformers 5 renamed past_key_values to
+    cache, and names the output field the same way); `model` may be a DeepSpeed engine."""
+    import inspect
+
+    params = inspect.signature(type(getattr(model, "module", model)).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def save_hf(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
     """Write an HF folder: weights (safetensors), config, generation config, tokenizer."""
     out = Path(out_dir)

@@ -70,3 +70,14 @@ def test_stop_strings_cut_the_text(engine):
     assert s.finish_reason == "stop"
     assert s.text == free.text[: free.text.index(stop)]
     assert stop not in s.text
+
+
+def test_samples_of_a_prompt_share_its_prefill_exactly(engine):
+    """Each distinct prompt is prefilled once and its cache copied to its n rows (batches of 4 split the
+    groups of 3 here): what each row then samples greedily is what the prompt alone gives."""
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    grouped = engine.generate(PROMPTS, 3, greedy)
+    alone = [engine.generate([p], 1, greedy)[0] for p in PROMPTS]
+    for s in grouped:
+        assert s.response_ids == alone[s.prompt_index].response_ids
+        assert s.logprobs == pytest.approx(alone[s.prompt_index].logprobs, abs=1e-5)

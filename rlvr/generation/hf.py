@@ -1,5 +1,9 @@
 """The embedded generation backend: batched, left-padded, KV-cached sampling with plain transformers.
 
+The n samples of a prompt share one prefill: each distinct prompt of a batch runs once, and its KV cache
+and last logits are copied to its n rows before sampling starts. A row that finishes leaves the forward
+batch (its cache rows are dropped), so the long tail of a batch costs only its own rows.
+
 It samples with its own short loop rather than `model.generate` so that what it records is exactly
 what it sampled from: the per-token log-probabilities of softmax(logits / T) (see base.py), the finish
 reason, and stop strings cut the way vLLM cuts them (the text ends before the stop string).
@@ -9,7 +13,6 @@ ranks), so with `sync_ranks` a rank whose sequences are all done keeps stepping 
 """
 from __future__ import annotations
 
-import inspect
 from typing import Sequence
 
 import torch
@@ -18,6 +21,7 @@ import torch.nn.functional as F
 
 from rlvr.data.templates import encode
 from rlvr.generation.base import Engine, Sample, SamplingParams
+from rlvr.models import cache_argument
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -47,9 +51,7 @@ class HFEngine(Engine):
         cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos.update(cfg_eos if isinstance(cfg_eos, list) else [cfg_eos])
         self.eos_ids = torch.tensor(sorted(i for i in eos if i is not None))
-        # transformers 5 renamed the KV-cache argument and output field from past_key_values to cache
-        params = inspect.signature(type(model).forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._cache_arg = cache_argument(model)
 
     def generate(self, prompts: Sequence[str], n: int, sampling: SamplingParams) -> list[Sample]:
         if sampling.seed is not None:
@@ -67,29 +69,35 @@ class HFEngine(Engine):
 
     @torch.no_grad()  # not inference_mode: ZeRO-3 gathers parameters that training uses afterwards
     def _generate_batch(self, jobs: list[tuple[int, str]], sp: SamplingParams) -> list[Sample]:
-        prompt_ids = [encode(self.tokenizer, p) for _, p in jobs]
-        batch, width = len(jobs), max(len(p) for p in prompt_ids)
+        distinct = list(dict.fromkeys(p for _, p in jobs))
+        slot = {p: i for i, p in enumerate(distinct)}
+        owner = torch.tensor([slot[p] for _, p in jobs])
+        distinct_ids = [encode(self.tokenizer, p) for p in distinct]
+        prompt_ids = [distinct_ids[slot[p]] for _, p in jobs]
+        width = max(len(ids) for ids in distinct_ids)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((batch, width), pad, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for row, ids in enumerate(prompt_ids):
+        input_ids = torch.full((len(distinct), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(distinct), width), dtype=torch.long)
+        for row, ids in enumerate(distinct_ids):
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             mask[row, width - len(ids) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         use_cache=True, logits_to_keep=1)
+        past = getattr(out, self._cache_arg)
+        past.reorder_cache(owner)  # each prompt's cache, copied to the rows of its samples
+        logits = out.logits[owner, -1, :].float()
+        mask, positions = mask[owner], positions[owner, -1:]
 
+        batch = len(jobs)
         tokens = torch.full((batch, sp.max_new_tokens), pad, dtype=torch.long)
         logprobs = torch.zeros((batch, sp.max_new_tokens))
         lengths = torch.full((batch,), sp.max_new_tokens, dtype=torch.long)
         reasons = ["length"] * batch
         done = torch.zeros(batch, dtype=torch.bool)
-        past, step = None, 0
-        while step < sp.max_new_tokens:
-            if self._all_done(bool(done.all())):
-                break
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                             use_cache=True, logits_to_keep=1, **{self._cache_arg: past})
-            past = getattr(out, self._cache_arg)
-            logits = out.logits[:, -1, :].float()
+        live = torch.arange(batch)  # the rows in the forward batch: finished ones leave it
+        step = 0
+        while True:
             if sp.greedy:
                 next_tok = logits.argmax(-1)
                 logp = F.log_softmax(logits, -1)
@@ -98,18 +106,33 @@ class HFEngine(Engine):
                 logp = F.log_softmax(logits, -1)
                 probs = filter_logits(logits, sp.top_k, sp.top_p).softmax(-1)
                 next_tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
-            next_tok = torch.where(done, torch.full_like(next_tok, pad), next_tok)
-            tokens[:, step] = next_tok
-            logprobs[:, step] = logp.gather(-1, next_tok[:, None]).squeeze(-1)
-            for row in torch.nonzero(~done).flatten().tolist():
-                if next_tok[row] in self.eos_ids:
-                    done[row], lengths[row], reasons[row] = True, step + 1, "eos"
-                elif sp.stop and self._hits_stop(tokens[row, : step + 1], sp.stop):
-                    done[row], lengths[row], reasons[row] = True, step + 1, "stop"
-            input_ids = next_tok[:, None]
-            mask = torch.cat([mask, torch.ones((batch, 1), dtype=torch.long)], dim=1)
-            positions = positions[:, -1:] + 1
+            was_done = done[live]
+            next_tok = torch.where(was_done, torch.full_like(next_tok, pad), next_tok)
+            tokens[live, step] = next_tok
+            logprobs[live, step] = logp.gather(-1, next_tok[:, None]).squeeze(-1)
+            ended = torch.isin(next_tok, self.eos_ids) & ~was_done
+            for row in live[ended].tolist():
+                reasons[row] = "eos"
+            if sp.stop:
+                for i in torch.nonzero(~was_done & ~ended).flatten().tolist():
+                    if self._hits_stop(tokens[live[i], : step + 1], sp.stop):
+                        ended[i], reasons[int(live[i])] = True, "stop"
+            lengths[live[ended]] = step + 1
+            done[live[ended]] = True
             step += 1
+            if step == sp.max_new_tokens or self._all_done(bool(done.all())):
+                break
+            going = ~done[live]
+            if going.any() and not going.all():  # (a rank all done keeps stepping for the others: ZeRO-3)
+                keep = torch.nonzero(going).flatten()
+                past.reorder_cache(keep)
+                live, next_tok, mask, positions = live[keep], next_tok[keep], mask[keep], positions[keep]
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
+            positions = positions + 1
+            out = self.model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=positions,
+                             use_cache=True, **{self._cache_arg: past})
+            past = getattr(out, self._cache_arg)
+            logits = out.logits[:, -1, :].float()
 
         samples = []
         for row, (index, prompt) in enumerate(jobs):
