@@ -10,6 +10,7 @@ ranks, and every rank runs the same number of forward passes (ZeRO-3 forwards ar
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -34,6 +35,7 @@ from rlvr.trainers.evaluation import greedy_accuracy
 from rlvr.trainers.rl_models import ValueModel, reference_engine
 from rlvr.trainers.rollout import RolloutBatch, build_batch, last_token_rewards, shape_reward
 from rlvr.trainers.sampler import EpochSampler
+from rlvr.trainers.shared_prompts import response_logits
 
 GROUP_ESTIMATORS = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages, "rloo": rloo_advantages}
 
@@ -96,6 +98,11 @@ class RLTrainer(Trainer):
             self.generator = make_generation_engine(cfg, model_path, self.tokenizer)
         self.sampling = sampling_params(cfg.generation)
         self.sampling.seed = None  # the engine's generator advances; its state is checkpointed
+        # the hf engine samples from the actor's own module and records softmax(logits / T) of each token
+        # it drew: those are the old log-probabilities, and another pass would only repeat them
+        self.recompute_logprobs = (t.recompute_logprobs if t.recompute_logprobs is not None
+                                   else cfg.generation.backend != "hf")
+        self.share_prompts = t.share_prompts and t.samples_per_prompt > 1
         try:
             verifier = verifiers.compose([{k: v for k, v in vars(s).items() if v is not None}
                                           for s in cfg.reward.verifiers])
@@ -103,6 +110,7 @@ class RLTrainer(Trainer):
             raise UserError(f"reward.verifiers: {e}") from None
         self.part_names = [s.key or s.name for s in cfg.reward.verifiers]
         self.pool = verifiers.VerifierPool(verifier, workers=cfg.reward.workers, timeout=cfg.reward.timeout)
+        self.scoring = ThreadPoolExecutor(1, thread_name_prefix="rlvr-scoring")
 
     # ---- rollout --------------------------------------------------------------------------------
     def _score(self, samples: list[Sample], rows: list[dict]) -> None:
@@ -120,8 +128,19 @@ class RLTrainer(Trainer):
         rows = [self.rows[i] for i in prompt_indices]
         prompts = [render_prompt(self.tokenizer, row["prompt"], self.cfg.data) for row in rows]
         n = self.t.samples_per_prompt
-        samples = self.generator.generate(prompts, n, self.sampling)
-        self._score(samples, rows)
+        # the hf engine samples one generation batch at a time: the verifier pool's workers (other
+        # processes) score each batch while the next one is sampled; vLLM gets all prompts in one call
+        per_call = max(1, self.cfg.generation.batch_size // n) if self.cfg.generation.backend == "hf" else len(rows)
+        scored = []
+        for start in range(0, len(rows), per_call):
+            part = self.generator.generate(prompts[start : start + per_call], n, self.sampling)
+            for s in part:
+                s.prompt_index += start
+            scored.append((part, self.scoring.submit(self._score, part, rows)))
+        samples = []
+        for part, scoring in scored:
+            scoring.result()
+            samples += part
         return [samples[g * n : (g + 1) * n] for g in range(len(rows))]
 
     def _my_share(self, indices: list[int]) -> list[int]:
@@ -146,15 +165,12 @@ class RLTrainer(Trainer):
         return [s for g in groups for s in g], {"flat_group_share": flat_share, "refill_rounds": rounds}
 
     # ---- model passes ---------------------------------------------------------------------------
-    def _forward_logprobs(self, model, b: RolloutBatch, with_entropy: bool = False):
-        logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask,
-                       position_ids=b.position_ids).logits
-        logits = logits[:, b.prompt_len - 1 : -1]
+    def _forward_logprobs(self, model, b: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probabilities [B, T] of the response tokens, the logits [B, T, V] they come from)."""
+        logits = response_logits(model, b, self.share_prompts)
         if self.sampling.temperature > 0:
             logits = logits / self.sampling.temperature  # the distribution the samples came from
-        tokens = b.input_ids[:, b.prompt_len :]
-        lp = token_logprobs(logits, tokens)
-        return (lp, token_entropy(logits)) if with_entropy else (lp, None)
+        return token_logprobs(logits, b.input_ids[:, b.prompt_len :]), logits
 
     def _values(self, b: RolloutBatch) -> torch.Tensor:
         return self.critic(b.input_ids, b.attention_mask, b.position_ids)[:, b.prompt_len - 1 : -1]
@@ -193,7 +209,8 @@ class RLTrainer(Trainer):
 
         t1 = time.time()
         self.actor.eval()
-        old_lp = self._in_micro_batches(lambda mb: self._forward_logprobs(self.actor, mb)[0], b)
+        old_lp = (self._in_micro_batches(lambda mb: self._forward_logprobs(self.actor, mb)[0], b)
+                  if self.recompute_logprobs else b.gen_logprobs)
         ref_lp = (self._in_micro_batches(lambda mb: self._forward_logprobs(self.reference, mb)[0], b)
                   if self.reference is not None else None)
         values = self._in_micro_batches(self._values, b) if self.critic is not None else None
@@ -211,17 +228,31 @@ class RLTrainer(Trainer):
         scale = plan.accumulation * plan.ranks  # undo DeepSpeed's averaging (see SFT)
         sums = {"policy_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "value_loss": 0.0, "kl_loss": 0.0}
         tokens_seen = 0.0
-        for _ in range(t.ppo_epochs):
-            order = torch.randperm(len(b)).tolist()
+        # measured on the first minibatch, before its optimizer step: the policy that sampled
+        probe = {"entropy": 0.0, "logprob_mismatch": 0.0, "tokens": 0.0, "response_tokens": 0.0}
+        n = t.samples_per_prompt
+        for epoch in range(t.ppo_epochs):
+            # whole groups stay together, so a minibatch computes each of its prompts once
+            groups = torch.randperm(len(b) // n)
+            order = (groups[:, None] * n + torch.arange(n)).flatten().tolist()
             for start in range(0, len(b), local_mb):
                 idx = order[start : start + local_mb]
+                first = epoch == 0 and start == 0
                 (n_tokens,) = D.all_sum([float(mask[idx].sum())])
                 n_tokens = max(n_tokens, 1.0)
                 for m0 in range(0, len(idx), plan.micro):
                     mi = idx[m0 : m0 + plan.micro]
                     mb = b.select(mi)
                     mmask = mask[mi]
-                    lp, ent = self._forward_logprobs(self.actor, mb, with_entropy=t.entropy_coef > 0)
+                    lp, logits = self._forward_logprobs(self.actor, mb)
+                    ent = token_entropy(logits) if t.entropy_coef > 0 else None
+                    if first:
+                        with torch.no_grad():
+                            tmask = mb.token_mask
+                            probe["entropy"] += float((token_entropy(logits.detach()) * mmask).sum())
+                            probe["response_tokens"] += float(mmask.sum())
+                            probe["logprob_mismatch"] += float(((lp.detach() - mb.gen_logprobs).abs() * tmask).sum())
+                            probe["tokens"] += float(tmask.sum())
                     pl, clipped = policy_loss(lp, old_lp[mi], adv[mi], t.clip_low, t.clip_high, t.dual_clip)
                     loss_tok = pl
                     if ref_lp is not None and not t.kl_in_reward:
@@ -246,7 +277,11 @@ class RLTrainer(Trainer):
                         self.critic.step()
                         sums["value_loss"] += float((vl * mmask).sum())
         totals = D.all_sum([tokens_seen, *sums.values()])
-        return {k: v / max(totals[0], 1.0) for k, v in zip(sums, totals[1:])}
+        stats = {k: v / max(totals[0], 1.0) for k, v in zip(sums, totals[1:])}
+        entropy, mismatch, tokens, response_tokens = D.all_sum(list(probe.values()))
+        stats["entropy"] = entropy / max(response_tokens, 1.0)
+        stats["logprob_mismatch"] = mismatch / max(tokens, 1.0)
+        return stats
 
     def _normalize_rewards(self, samples: list[Sample]) -> None:
         rewards = [s.reward for s in samples]
@@ -270,7 +305,6 @@ class RLTrainer(Trainer):
             "accuracy": sum(bool(s.correct) for s in samples),
             "truncated": sum(s.finish_reason == "length" for s in samples),
             "response_length": float(b.lengths.sum()),
-            "logprob_mismatch": float(((b.gen_logprobs - old_lp).abs() * mask).sum()),
             "kl": float((kl_penalty(old_lp, ref_lp, "k3") * mask).sum()) if ref_lp is not None else 0.0,
             "flat_groups": rollout_stats["flat_group_share"],
             **parts,
@@ -285,11 +319,9 @@ class RLTrainer(Trainer):
             "accuracy": totals["accuracy"] / n_samples,
             "response_length": totals["response_length"] / n_samples,
             "truncated_share": totals["truncated"] / n_samples,
-            "logprob_mismatch": totals["logprob_mismatch"] / max(n_tokens, 1),
             "flat_group_share": totals["flat_groups"] / D.world_size(),
             **{k: totals[k] / n_samples for k in parts},
             **stats,
-            "entropy": self._mean_entropy(b),
             "gen_seconds": gen_s, "train_seconds": train_s,
             "tokens_per_second": n_tokens / max(gen_s, 1e-9),
             "lr": self.actor.get_lr()[0],
@@ -306,15 +338,6 @@ class RLTrainer(Trainer):
         if self.t.dynamic_sampling:
             m["refill_rounds"] = rollout_stats["refill_rounds"]
         return m
-
-    @torch.no_grad()
-    def _mean_entropy(self, b: RolloutBatch) -> float:
-        """Entropy of the updated policy on a slice of this step's responses (cheap and indicative)."""
-        sub = b.select(list(range(min(len(b), self.plan.micro))))
-        _, ent = self._forward_logprobs(self.actor, sub, with_entropy=True)
-        mask = sub.response_mask
-        total, count = D.all_sum([float((ent * mask).sum()), float(mask.sum())])
-        return total / max(count, 1.0)
 
     # ---- evaluation and state -------------------------------------------------------------------
     def evaluate(self, step: int) -> dict:
@@ -342,6 +365,7 @@ class RLTrainer(Trainer):
             self.generator.update_weights(self.actor.module)
 
     def close(self) -> None:
+        self.scoring.shutdown()
         self.pool.close()
 
 
