@@ -29,6 +29,14 @@ Matched settings (rlvr key = TRL GRPOConfig argument), the quickstart's RL stage
   - budget: rlvr's trainer.max_seconds, and a TRL callback that stops at the same time; both stop after the
     rollout that spends the budget; in-loop evaluation and checkpoints are off for both.
 
+Where rlvr does less work for the same result (its defaults, the point of the comparison):
+  - the n samples of a prompt share its prompt pass, in generation (one prefill per prompt, its KV cache
+    copied to the n rows) and in the updates (minibatches hold whole groups; each prompt runs once and the
+    responses run over its cache, gradients flowing back through it); TRL runs prompt + completion per sample;
+  - the old log-probabilities are the ones the hf engine recorded while sampling from the actor itself;
+    TRL recomputes them with another forward pass (it must: steps_per_generation 4 > 1);
+  - rlvr's entropy metric comes from the update's own logits; TRL's too.
+
 Not matched (cannot be, or not worth it):
   - generation: rlvr samples with its own KV-cached loop (HFEngine, batches of generation.batch_size 512);
     TRL calls transformers' `generate` on the whole generation batch; neither uses vLLM (CPU);
@@ -77,7 +85,7 @@ class Stopwatch:
     """Seconds spent inside chosen methods of chosen objects, summed by phase name."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {"generation": 0.0, "reward": 0.0}
+        self.seconds: dict[str, float] = {"generation": 0.0}
         self.detail: dict[str, float] = {}  # finer phases inside "rest", reported apart
 
     def wrap(self, obj: object, method: str, phase: str, detail: bool = False) -> None:
@@ -128,11 +136,14 @@ def run_rlvr(model: str, out: Path, seed: int, prompts_per_step: int, seconds: f
         def train_step(self, step: int) -> dict:
             if not stamps:
                 watch.wrap(self.generator, "generate", "generation")
-                watch.wrap(self.pool, "score", "reward")
-                # inside "rest": old log-probs (no-grad forwards), PPO updates, the entropy metric's forward
-                watch.wrap(self, "_in_micro_batches", "old_logprobs", detail=True)
+                # scoring runs in a background thread while the next generation batch is sampled: its
+                # cost is the rollout's time beyond generation (the thread's own time is reported apart)
+                watch.wrap(self, "_generate_groups", "rollout", detail=True)
+                watch.wrap(self.pool, "score", "scoring_in_background", detail=True)
+                # inside "rest": no-grad forwards (old log-probs when recomputed, reference, values), and
+                # the PPO updates
+                watch.wrap(self, "_in_micro_batches", "no_grad_passes", detail=True)
                 watch.wrap(self, "_update", "updates", detail=True)
-                watch.wrap(self, "_mean_entropy", "entropy_metric", detail=True)
                 stamps.append(time.perf_counter())
             metrics = super().train_step(step)
             stamps.append(time.perf_counter())
@@ -145,8 +156,13 @@ def run_rlvr(model: str, out: Path, seed: int, prompts_per_step: int, seconds: f
                            source="benchmark")
     summary = TimedRLTrainer(cfg).train()
     n = len(stamps) - 2  # rollouts after the warm-up one
+    report = timing_report(stamps, marks["warm"], marks["end"])
     rest = {k: (marks["end_detail"][k] - marks["warm_detail"][k]) / n for k in marks["end_detail"]} if n > 0 else {}
-    return {**timing_report(stamps, marks["warm"], marks["end"]), "rest_seconds_per_rollout": rest,
+    if "seconds_per_rollout" in report:
+        per = report["seconds_per_rollout"]
+        per["reward"] = rest.pop("rollout") - per["generation"]  # waiting for scores after sampling
+        per["rest"] -= per["reward"]
+    return {**report, "rest_seconds_per_rollout": rest,
             "model": str(out / "rlvr" / "final"), "in_run_accuracy": summary.get("eval_accuracy")}
 
 
@@ -283,6 +299,7 @@ def table(results: dict) -> str:
 def markdown(results: dict) -> str:
     s = results["settings"]
     ratio = f"{results['speed_ratio']:.2f}x" if results["speed_ratio"] else "n/a"
+    detail = results["rlvr"].get("rest_seconds_per_rollout", {})
     return (
         "# rlvr GRPO vs TRL GRPOTrainer (tiny model, `arith`)\n\n"
         f"Written by `benchmarks/bench_trl_grpo.py` on {results['date']} (trl {results['trl_version']}, "
@@ -297,9 +314,11 @@ def markdown(results: dict) -> str:
         "model. The script's docstring lists every matched and unmatched setting.\n\n"
         f"{table(results)}\n\n"
         f"**Speed: rlvr / TRL rollouts per second = {ratio}** (target at least 2x).\n\n"
-        "rlvr's *rest* per rollout: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s"
-                                                   for k, v in results["rlvr"].get("rest_seconds_per_rollout", {}).items())
-        + ", other bookkeeping the remainder.\n"
+        "rlvr's *rest* per rollout: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in detail.items()
+                                                   if k != "scoring_in_background")
+        + ", other bookkeeping the remainder. rlvr scores each generation batch while the next is sampled "
+        f"(the scoring thread's own time: {detail.get('scoring_in_background', 0):.2f} s per rollout); its "
+        "*reward* column is the wait for scores after sampling ends.\n"
     )
 
 
