@@ -5,8 +5,10 @@ so anything that loads transformers models loads ours.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
+import inspect
 import os
 import shutil
 import tempfile
@@ -188,10 +190,24 @@ def load_model(path: str, dtype: str = "float32"):
 def cache_argument(model) -> str:
     """The name of the KV-cache argument of `model`'s forward (transformers 5 renamed past_key_values to
     cache, and names the output field the same way); `model` may be a DeepSpeed engine."""
-    import inspect
+    return _cache_argument(type(getattr(model, "module", model)))
 
-    params = inspect.signature(type(getattr(model, "module", model)).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+
+@functools.cache
+def _cache_argument(model_type: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_type.forward).parameters else "past_key_values"
+
+
+def disable_dropout(model):
+    """Dropout off for good, in train mode too (RL does what verl and OpenRLHF do): with it, the policy that
+    sampled and the one being trained would differ on every pass, and PPO's ratio would not be 1 on-policy."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name in ("attention_dropout", "dropout"):  # attention implementations read a float attribute
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
+    return model
 
 
 def save_hf(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:

@@ -1,8 +1,8 @@
-"""The shared-prompt pass gives the plain forward's logits and gradients."""
+"""The shared-prompt pass gives the plain forward's logits and gradients; RL models train without dropout."""
 import torch
 
 from rlvr.generation.base import Sample
-from rlvr.models import load_model
+from rlvr.models import disable_dropout, load_model
 from rlvr.trainers.rollout import build_batch
 from rlvr.trainers.shared_prompts import response_logits
 
@@ -34,3 +34,15 @@ def test_shared_prompt_logits_and_gradients_equal_the_plain_forward(tiny_model_d
     assert torch.allclose(plain, shared, atol=1e-5)
     for a, c in zip(g_plain, g_shared):
         assert torch.allclose(a, c, atol=1e-5, rtol=1e-4)
+
+
+def test_dropout_is_off_in_train_mode_after_disable_dropout(tiny_model_dir):
+    """The RL actor trains with dropout off, so the policy that sampled is the one in the ratio."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attention_dropout=0.5)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    model.train()
+    assert not torch.equal(model(ids).logits, model(ids).logits)  # dropout on: two passes differ
+    disable_dropout(model)
+    assert torch.equal(model(ids).logits, model(ids).logits)

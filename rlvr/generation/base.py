@@ -4,9 +4,10 @@ A `Sample` is the one record that travels from generation to the loss (DESIGN.md
 verifiers add to it, nobody keeps parallel lists.
 
 Log-probabilities: `Sample.logprobs[t]` is log p(token_t) under softmax(logits / temperature) of the
-policy that sampled it, before top-k / top-p truncation. That is the quantity the trainer recomputes
-for the same tokens, so the two can be compared token by token (a disagreement means different
-kernels, weights or settings, and is logged instead of silently skewing importance ratios).
+policy that sampled it, before top-k / top-p truncation: the old log-probability of PPO's ratio. The
+trainer uses it as such (hf engine, float32) or recomputes it (other engines, 16-bit), and compares it
+token by token with its own pass (a disagreement means different kernels, weights or settings, and is
+logged as logprob_mismatch instead of silently skewing importance ratios).
 """
 from __future__ import annotations
 

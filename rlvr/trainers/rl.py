@@ -28,7 +28,7 @@ from rlvr.errors import UserError
 from rlvr.generation import sampling_params
 from rlvr.generation.base import Sample
 from rlvr.generation.factory import make_engine as make_generation_engine
-from rlvr.models import load_model, load_tokenizer, prepare_model
+from rlvr.models import disable_dropout, load_model, load_tokenizer, prepare_model
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
 from rlvr.trainers.evaluation import greedy_accuracy
@@ -74,7 +74,7 @@ class RLTrainer(Trainer):
         ds = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
         zero3 = hf_zero3_context(ds)  # noqa: F841 - alive while models load
         total_updates = t.max_steps * self.updates_per_step
-        self.actor = make_engine(load_model(model_path, cfg.model.dtype), ds, t.lr, t.betas, t.weight_decay,
+        self.actor = make_engine(disable_dropout(load_model(model_path, cfg.model.dtype)), ds, t.lr, t.betas, t.weight_decay,
                                  t.warmup_steps, total_updates, t.min_lr_ratio)
         self.engines = {"actor": self.actor}
         self.critic = None
@@ -99,9 +99,10 @@ class RLTrainer(Trainer):
         self.sampling = sampling_params(cfg.generation)
         self.sampling.seed = None  # the engine's generator advances; its state is checkpointed
         # the hf engine samples from the actor's own module and records softmax(logits / T) of each token
-        # it drew: those are the old log-probabilities, and another pass would only repeat them
+        # it drew: in float32 those are the old log-probabilities (to 1e-7), and another pass would only
+        # repeat them; in 16-bit, decoding token by token and the training pass round differently
         self.recompute_logprobs = (t.recompute_logprobs if t.recompute_logprobs is not None
-                                   else cfg.generation.backend != "hf")
+                                   else cfg.generation.backend != "hf" or cfg.model.dtype != "float32")
         self.share_prompts = t.share_prompts and t.samples_per_prompt > 1
         try:
             verifier = verifiers.compose([{k: v for k, v in vars(s).items() if v is not None}
@@ -249,10 +250,12 @@ class RLTrainer(Trainer):
                     if first:
                         with torch.no_grad():
                             tmask = mb.token_mask
-                            probe["entropy"] += float((token_entropy(logits.detach()) * mmask).sum())
+                            h = ent.detach() if ent is not None else token_entropy(logits.detach())
+                            probe["entropy"] += float((h * mmask).sum())
                             probe["response_tokens"] += float(mmask.sum())
                             probe["logprob_mismatch"] += float(((lp.detach() - mb.gen_logprobs).abs() * tmask).sum())
                             probe["tokens"] += float(tmask.sum())
+                    del logits  # [B, T, V]: autograd keeps what backward needs, nothing more
                     pl, clipped = policy_loss(lp, old_lp[mi], adv[mi], t.clip_low, t.clip_high, t.dual_clip)
                     loss_tok = pl
                     if ref_lp is not None and not t.kl_in_reward:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rlvr.models import load_model
+from rlvr.models import disable_dropout, load_model
 
 
 class ValueModel(nn.Module):
@@ -12,7 +12,7 @@ class ValueModel(nn.Module):
 
     def __init__(self, path: str, dtype: str = "float32"):
         super().__init__()
-        lm = load_model(path, dtype)
+        lm = disable_dropout(load_model(path, dtype))
         self.config = lm.config
         self.body = lm.get_decoder() if hasattr(lm, "get_decoder") else lm.model
         self.head = nn.Linear(lm.config.hidden_size, 1)

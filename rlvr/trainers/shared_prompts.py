@@ -34,6 +34,8 @@ def response_logits(model, b: RolloutBatch, share_prompts: bool = True) -> torch
     head = model(input_ids=b.input_ids[first, :P], attention_mask=b.attention_mask[first, :P],
                  position_ids=b.position_ids[first, :P], use_cache=True, logits_to_keep=1)
     cache = getattr(head, arg)
+    if cache is None or cache.get_seq_length() != P:  # e.g. gradient checkpointing drops the cache in training
+        raise RuntimeError("the prompt pass returned no KV cache to share: set trainer.share_prompts: false")
     cache.reorder_cache(owner)  # [U] -> [B]: index_select, so each sample's gradient reaches its prompt
     # the last response token predicts nothing needed; one token still runs when T is 1 (ZeRO-3: every
     # rank makes the same calls)
