@@ -63,8 +63,8 @@ class RLTrainerConfig:
     whiten_advantages: bool = False  # PPO: whiten GAE advantages over the batch
     loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = "token_mean"
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal and refill
-    # null: take the old log-probabilities from the hf engine (it samples from the actor itself) and
-    # recompute them with another forward pass for other backends (vLLM: other kernels)
+    # null: take the old log-probabilities from the hf engine in float32 (it samples from the actor
+    # itself); recompute them with another forward pass for other backends (vLLM: other kernels) and 16-bit
     recompute_logprobs: bool | None = None
     share_prompts: bool = True  # run each group's prompt once per forward pass and share its KV cache
     max_refill_rounds: int = 3

@@ -74,8 +74,9 @@ class RLTrainer(Trainer):
         ds = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
         zero3 = hf_zero3_context(ds)  # noqa: F841 - alive while models load
         total_updates = t.max_steps * self.updates_per_step
-        self.actor = make_engine(disable_dropout(load_model(model_path, cfg.model.dtype)), ds, t.lr, t.betas, t.weight_decay,
-                                 t.warmup_steps, total_updates, t.min_lr_ratio)
+        actor = disable_dropout(load_model(model_path, cfg.model.dtype))
+        self.actor = make_engine(actor, ds, t.lr, t.betas, t.weight_decay, t.warmup_steps, total_updates,
+                                 t.min_lr_ratio)
         self.engines = {"actor": self.actor}
         self.critic = None
         if t.algorithm == "ppo":
