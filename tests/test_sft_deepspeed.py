@@ -110,3 +110,18 @@ def test_max_seconds_stops_after_the_step_that_spends_it_then_evaluates(tmp_path
     run_rlvr("train", CONFIG, *SMALL_SFT, f"trainer.max_steps={STEPS}", f"logging.out_dir={out}",
              "trainer.max_seconds=0.001", "--resume", check=True)
     assert read_metrics(out / "metrics.jsonl") == records
+
+
+def test_a_resumed_run_spends_only_what_is_left_of_max_seconds(tmp_path):
+    """trainer.max_seconds counts the run's training time across resumes: the checkpoint carries it."""
+    out = tmp_path / "budget_resume"
+    sft(out, "trainer.max_steps=2", "trainer.save_every=1")
+    state = json.loads((out / "checkpoints" / "step-000002" / "trainer_state.json").read_text())
+    spent = state["train_seconds"]  # two steps, an evaluation and the saves
+    assert spent > 0
+    # less than was spent before the resume, far more than one step: the resumed run stops after one step
+    run_rlvr("train", CONFIG, *SMALL_SFT, "trainer.max_steps=4", f"logging.out_dir={out}",
+             f"trainer.max_seconds={0.9 * spent}", "--resume", check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["out_of_time"] is True
+    assert summary["seconds"] >= spent

@@ -40,7 +40,8 @@ class Trainer:
         D.init()
         self.cfg = cfg
         self.max_steps, self.save_every, self.eval_every = max_steps, save_every, eval_every
-        self.max_seconds = max_seconds  # a wall-time budget for this process's training steps
+        self.max_seconds = max_seconds  # a wall-time budget for the run's training, resumes included
+        self.seconds_before = 0.0  # training time of the run before this process resumed it
         self.run_dir = Path(cfg.logging.out_dir)
         self.checkpointer = Checkpointer(self.run_dir, keep=keep)
         self.resume_from = None
@@ -96,6 +97,7 @@ class Trainer:
             return
         state, rng = self.checkpointer.load(self.resume_from, self.engines)
         self.step = state["step"]
+        self.seconds_before = float(state.get("train_seconds", 0.0))
         self.load_state_dict(state)
         if rng is not None:
             set_rng_state(rng)
@@ -105,8 +107,8 @@ class Trainer:
         self.log_line(f"resumed from {self.resume_from} at step {self.step}")
 
     def save(self) -> None:
-        self.checkpointer.save(self.step, self.engines, self.tokenizer, self.state_dict(),
-                               rng_state(self.extra_rng()))
+        state = {**self.state_dict(), "train_seconds": time.time() - self.clock}
+        self.checkpointer.save(self.step, self.engines, self.tokenizer, state, rng_state(self.extra_rng()))
 
     def log(self, metrics: dict) -> None:
         if self.metrics is not None:
@@ -134,7 +136,9 @@ class Trainer:
             # resumed a finished run: nothing to redo
             self.log_line(f"{self.run_dir} is complete ({self.step} steps)")
             return json.loads(done.read_text())
-        start = time.time()
+        # the clock counts the run's training time so far, so a resumed run spends only what is left of
+        # trainer.max_seconds (the time between the crash and the resume is not counted)
+        self.clock = time.time() - self.seconds_before
         bar = tqdm(total=self.max_steps, initial=self.step, desc=self.run_dir.name, dynamic_ncols=True,
                    disable=not (D.is_main() and self.cfg.logging.progress))
         metrics: dict = {}
@@ -143,7 +147,7 @@ class Trainer:
             metrics = self.train_step(self.step)
             self.step += 1
             self.after_step()
-            out_of_time = self._out_of_time(start)
+            out_of_time = self._out_of_time()
             last = self.step == self.max_steps or out_of_time  # logged after the final evaluation below
             evaluated = bool(self.eval_every) and self.step % self.eval_every == 0 and not last
             if evaluated:
@@ -164,7 +168,7 @@ class Trainer:
         self.save()
         self.export_final()
         self.plot()
-        summary = {"steps": self.step, "seconds": round(time.time() - start, 1),
+        summary = {"steps": self.step, "seconds": round(time.time() - self.clock, 1),
                    **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}, **final,
                    **self.summary_extra(), **({"out_of_time": True} if out_of_time else {})}
         if D.is_main():
@@ -174,11 +178,11 @@ class Trainer:
         D.barrier()
         return summary
 
-    def _out_of_time(self, start: float) -> bool:
+    def _out_of_time(self) -> bool:
         """Rank 0's clock decides, so every rank stops after the same step."""
         if not self.max_seconds:
             return False
-        return bool(D.broadcast_object(time.time() - start >= self.max_seconds))
+        return bool(D.broadcast_object(time.time() - self.clock >= self.max_seconds))
 
     def export_final(self) -> None:
         from rlvr.trainers.checkpoint import export_hf
