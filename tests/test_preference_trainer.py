@@ -112,3 +112,13 @@ def test_sigkill_and_resume_logs_each_step_once(config, tiny_model_dir, tmp_path
         for key, value in reference[step].items():
             if key not in TIMING:
                 assert resumed[step][key] == pytest.approx(value, rel=1e-4, abs=1e-6), (step, key)
+
+
+@pytest.mark.parametrize("config, extra, key", [
+    ("dpo_online_arith.yaml", "trainer.reference_model=some/model", "trainer.reference_model"),
+    ("dpo_arith.yaml", "trainer.reference=initial", "trainer.reference"),
+])
+def test_reference_settings_the_mode_ignores_are_refused(config, extra, key, tiny_model_dir, tmp_path):
+    proc = run_rlvr("train", *small(config, tiny_model_dir, tmp_path / "refused", 1, extra))
+    assert proc.returncode == 2
+    assert key + ":" in proc.stderr and "Traceback" not in proc.stderr

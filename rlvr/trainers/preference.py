@@ -120,6 +120,12 @@ class PreferenceTrainer(Trainer):
             raise UserError("trainer.samples_per_prompt: online pairs need at least 2 samples per prompt")
         if t.loss in REFERENCE_FREE and t.reference_model:
             raise UserError(f"trainer.reference_model: the {t.loss} loss uses no reference model")
+        if t.mode != "offline" and t.reference_model:
+            raise UserError(f"trainer.reference_model: only offline mode loads a reference model; {t.mode} mode "
+                            "takes trainer.reference (step or initial)")
+        if t.mode == "offline" and t.reference == "initial":
+            raise UserError("trainer.reference: 'initial' is for online and spin modes; offline mode's reference "
+                            "is trainer.reference_model (default: the starting policy)")
         if not 0 <= t.label_smoothing < 0.5:
             raise UserError(f"trainer.label_smoothing: expected a value in [0, 0.5), got {t.label_smoothing}")
         self.plan = BatchPlan.make(t.batch_size, t.micro_batch_size, world)
