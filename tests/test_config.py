@@ -15,6 +15,19 @@ def test_yaml_and_dotted_overrides():
     assert cfg.model.name == "tiny"
 
 
+def test_dotted_overrides_index_lists():
+    cfg = load_config(REPO / "configs/grpo_arith_rm.yaml", ["reward.verifiers.0.weight=2",
+                                                            "reward.verifiers.1.options.model=rm/final"])
+    assert [v.weight for v in cfg.reward.verifiers] == [2.0, 1.0]
+    assert cfg.reward.verifiers[1].options == {"model": "rm/final", "batch_size": 256}
+    with pytest.raises(UserError, match=r"'reward.verifiers' is a list of 2, so '3' must be an index from 0 to 1"):
+        load_config(REPO / "configs/grpo_arith_rm.yaml", ["reward.verifiers.3.weight=2"])
+    with pytest.raises(UserError, match="sets no list 'reward.verifiers' to index"):
+        config_from_dict({"kind": "rl"}, ["reward.verifiers.0.weight=2"])
+    with pytest.raises(UserError, match="'trainer.lr' is not a section"):
+        config_from_dict({"kind": "rl", "trainer": {"lr": 1e-4}}, ["trainer.lr.x=1"])
+
+
 @pytest.mark.parametrize("data, message", [
     ({"trainer": {"lrr": 1}}, "unknown key 'trainer.lrr' (valid keys under 'trainer': lr,"),
     ({"trainer": {"lr": "fast"}}, "trainer.lr: expected float, got 'fast'"),

@@ -5,6 +5,7 @@ fails at once with one line naming the key and what was expected, never deep ins
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -107,16 +108,30 @@ def _build(cls: type, data: dict, prefix: str, base: Any = None) -> Any:
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """Set `value` at `dotted` in the YAML tree; a number indexes a list (reward.verifiers.0.weight=2)."""
     parts = dotted.split(".")
-    node = tree
-    for p in parts[:-1]:
-        child = node.get(p)
-        if child is None:
-            child = node[p] = {}
-        elif not isinstance(child, dict):
-            raise UserError(f"override '{dotted}': '{p}' is not a section")
-        node = child
-    node[parts[-1]] = value
+    node: Any = tree
+    for depth, p in enumerate(parts):
+        where = ".".join(parts[:depth]) or "the config"
+        if isinstance(node, list):
+            if not (p.isdigit() and int(p) < len(node)):
+                raise UserError(f"override '{dotted}': '{where}' is a list of {len(node)}, so '{p}' must be an "
+                                f"index from 0 to {len(node) - 1}")
+            key: Any = int(p)
+        elif isinstance(node, dict):
+            key = p
+        else:
+            raise UserError(f"override '{dotted}': '{where}' is not a section")
+        if depth == len(parts) - 1:
+            node[key] = value
+        elif isinstance(node, dict) and node.get(key) is None:
+            if parts[depth + 1].isdigit():
+                raise UserError(f"override '{dotted}': the config file sets no list '{'.'.join(parts[:depth + 1])}' "
+                                "to index; override the whole list instead")
+            node[key] = {}
+            node = node[key]
+        else:
+            node = node[key]
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -133,7 +148,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def config_from_dict(data: dict, overrides: list[str] = (), source: str = "config") -> Any:
     """Build the typed config for `data['kind']` (default 'sft'), then apply dotted overrides."""
-    data = dict(data)
+    data = copy.deepcopy(data)  # overrides must not reach into the caller's nested sections
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(data, key, value)
