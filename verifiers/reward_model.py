@@ -98,7 +98,8 @@ class RewardModelVerifier(Verifier):
     - model (required): a reward-model folder (written by `kind: reward_model`), or a list of them.
     - reduce ("mean"): how an ensemble's rewards combine: "mean" or "min".
     - normalize ("none"): "running" (each model's running mean and std over everything it scored in
-      this process) or "calibration" (each model's mean and std on the `calibration` file).
+      this process: not shared across ranks, not checkpointed; the RL trainer's reward.normalize is) or
+      "calibration" (each model's mean and std on the `calibration` file).
     - calibration (None): JSONL of {prompt, completion} (or {prompt, chosen, rejected}) rows.
     - clip (None): clip the final reward to [-clip, clip].
     - batch_size (32): sequences per forward pass.
