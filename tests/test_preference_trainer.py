@@ -122,3 +122,14 @@ def test_reference_settings_the_mode_ignores_are_refused(config, extra, key, tin
     proc = run_rlvr("train", *small(config, tiny_model_dir, tmp_path / "refused", 1, extra))
     assert proc.returncode == 2
     assert key + ":" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_minibatches_never_exceed_the_micro_batch_on_any_rank():
+    from rlvr.trainers.preference import minibatch_count, split_evenly
+
+    # 2 ranks, 32 pairs a minibatch (16 per rank, no accumulation); a round's 70 pairs fall 60 / 10
+    n = minibatch_count(70, 60, batch=32, micro=16, accumulation=1)
+    assert n == 4  # 3 by the global count alone: 20 pairs in one forward pass on the first rank
+    assert max(len(chunk) for chunk in split_evenly(list(range(60)), n)) <= 16
+    assert minibatch_count(64, 32, batch=32, micro=16, accumulation=1) == 2  # even shares: unchanged
+    assert minibatch_count(64, 32, batch=64, micro=8, accumulation=2) == 2

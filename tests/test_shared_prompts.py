@@ -46,3 +46,23 @@ def test_dropout_is_off_in_train_mode_after_disable_dropout(tiny_model_dir):
     assert not torch.equal(model(ids).logits, model(ids).logits)  # dropout on: two passes differ
     disable_dropout(model)
     assert torch.equal(model(ids).logits, model(ids).logits)
+
+
+def test_the_critic_shares_prompts_too(tiny_model_dir):
+    """The value model answers the causal-LM call, so its shared-prompt values and gradients are the plain ones."""
+    from rlvr.trainers.rl_models import ValueModel
+
+    critic = ValueModel(tiny_model_dir)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(critic.head.weight)  # a zero head (its start) would hide the body's gradients
+    b = _batch()
+    results = []
+    for share in (False, True):
+        critic.zero_grad()
+        values = response_logits(critic, b, share).squeeze(-1)
+        (values * b.token_mask).sum().backward()
+        results.append((values.detach() * b.token_mask, [p.grad.clone() for p in critic.parameters()]))
+    (plain, g_plain), (shared, g_shared) = results
+    assert plain.shape == (6, 4)
+    for a, c in [(plain, shared), *zip(g_plain, g_shared)]:
+        assert (a - c).abs().max() <= 1e-5 * a.abs().max() + 1e-6

@@ -104,6 +104,12 @@ def split_evenly(items: list, parts: int) -> list[list]:
     return out
 
 
+def minibatch_count(n_global: int, most_on_a_rank: int, batch: int, micro: int, accumulation: int) -> int:
+    """Minibatches for one pass: about `batch` items each, and never more than `micro` items per forward
+    pass on any rank (a round's pairs may fall unevenly on the ranks)."""
+    return max(-(-n_global // batch), -(-most_on_a_rank // (micro * accumulation)))
+
+
 class PreferenceTrainer(Trainer):
     plot_keys = ["loss", "margin", "reward_accuracy", "eval_accuracy", "eval_reward_accuracy", "sample_accuracy"]
 
@@ -318,7 +324,8 @@ class PreferenceTrainer(Trainer):
         (n_global,) = D.all_sum([float(len(local))])
         if n_global == 0:
             return {}
-        minibatches = -(-int(n_global) // p.batch)
+        minibatches = minibatch_count(int(n_global), max(D.all_gather_object(len(local))), p.batch, p.micro,
+                                      p.accumulation)
         scale = p.accumulation * p.ranks  # undo DeepSpeed's averaging (see SFT)
         sums: dict[str, float] = {}
         count = 0.0

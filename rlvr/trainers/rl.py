@@ -175,7 +175,8 @@ class RLTrainer(Trainer):
         return token_logprobs(logits, b.input_ids[:, b.prompt_len :]), logits
 
     def _values(self, b: RolloutBatch) -> torch.Tensor:
-        return self.critic(b.input_ids, b.attention_mask, b.position_ids)[:, b.prompt_len - 1 : -1]
+        """V(s_t) [B, T] at the positions whose logits predict the response tokens."""
+        return response_logits(self.critic, b, self.share_prompts).squeeze(-1)
 
     @torch.no_grad()
     def _in_micro_batches(self, fn, b: RolloutBatch) -> torch.Tensor:

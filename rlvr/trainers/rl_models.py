@@ -1,14 +1,26 @@
 """The extra models of RL: a critic (value head on a transformer) and the frozen reference policy."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 
-from rlvr.models import disable_dropout, load_model
+from rlvr.models import cache_argument, disable_dropout, load_model
+
+
+@dataclass
+class ValueOutput:
+    logits: torch.Tensor  # [B, L, 1]: V(s_t) as a one-wide vocabulary, so response_logits serves the critic
+    cache: Any = None  # the body's KV cache, when asked for
 
 
 class ValueModel(nn.Module):
-    """V(s_t) for every position: a transformer body with a scalar head on its last hidden state."""
+    """V(s_t) for every position: a transformer body with a scalar head on its last hidden state.
+
+    It is called the way a causal LM is (use_cache, cache, logits_to_keep), so the critic shares each
+    prompt's pass among its samples exactly as the policy does (rlvr/trainers/shared_prompts.py)."""
 
     def __init__(self, path: str, dtype: str = "float32"):
         super().__init__()
@@ -18,11 +30,14 @@ class ValueModel(nn.Module):
         self.head = nn.Linear(lm.config.hidden_size, 1)
         nn.init.zeros_(self.head.weight)  # start from V = 0: no spurious advantages on step one
         nn.init.zeros_(self.head.bias)
+        self._cache_arg = cache_argument(self.body)
 
-    def forward(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
-                           position_ids=position_ids).last_hidden_state
-        return self.head(hidden).squeeze(-1).float()
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache: bool = False,
+                logits_to_keep: int = 0, cache=None) -> ValueOutput:
+        out = self.body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                        use_cache=use_cache, **{self._cache_arg: cache})
+        hidden = out.last_hidden_state[:, -logits_to_keep:] if logits_to_keep else out.last_hidden_state
+        return ValueOutput(self.head(hidden).float(), getattr(out, self._cache_arg, None))
 
 
 def reference_engine(path: str, dtype: str, ds_config: dict):

@@ -1,4 +1,5 @@
-"""The policy's logits on the response tokens of a rollout, with each prompt computed once per group.
+"""The policy's logits (or the critic's values) on the response tokens of a rollout, with each prompt
+computed once per group.
 
 The n samples of a group share their prompt, and in RLVR the prompt is most of the sequence (the quickstart's
 prompts are 18 tokens, its answers 4). So every distinct prompt of a batch runs once, its KV cache is
