@@ -49,7 +49,7 @@ bench-trl: setup  ## rlvr's GRPO against TRL's GRPOTrainer, same model, data and
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/bench_trl_grpo.py --threads 1
 
-bench-smollm2: setup  ## GRPO on SmolLM2-135M-Instruct, sums of three 1-digit numbers (~17 min)
+bench-smollm2: setup  ## GRPO on SmolLM2-135M-Instruct, sums of three 1-digit numbers (~11 min)
 	$(BIN)/python benchmarks/bench_smollm2_grpo.py --threads 1
 
 compare: setup  ## offline DPO, iterative DPO and GRPO on arith from one SFT model at equal wall time (~22 min)
