@@ -127,12 +127,16 @@ def failure(status: str, reason: str) -> Score:
     return Score(reward=0.0, correct=False, reason=reason, details={"status": status})
 
 
+def _raised(e: Exception) -> Score:
+    return failure("exception", f"exception: {type(e).__name__}: {e}")
+
+
 def verify_safely(verifier: Verifier, sample: Sample) -> Score:
     """verifier.verify(sample), with an exception turned into reward 0 and its text as the reason."""
     try:
         return verifier.verify(sample)
     except Exception as e:  # a verifier bug must cost one sample, not the run
-        return failure("exception", f"exception: {type(e).__name__}: {e}")
+        return _raised(e)
 
 
 def verify_chunk(verifier: Verifier, samples: list[Sample]) -> list[Score]:
@@ -143,7 +147,7 @@ def verify_chunk(verifier: Verifier, samples: list[Sample]) -> list[Score]:
     try:
         return verifier.verify_batch(samples)
     except Exception as e:
-        return [failure("exception", f"exception: {type(e).__name__}: {e}") for _ in samples]
+        return [_raised(e) for _ in samples]
 
 
 class Composite(Verifier):

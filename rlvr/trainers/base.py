@@ -74,10 +74,14 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    @property
+    def _sampler(self) -> torch.Generator | None:
+        """The embedded generation engine's sampling RNG (other engines keep their own)."""
+        return getattr(getattr(self, "generator", None), "generator", None)
+
     def extra_rng(self) -> dict:
         """RNG states beyond Python's, NumPy's and torch's: the embedded generation engine's sampler."""
-        sampler = getattr(getattr(self, "generator", None), "generator", None)
-        return {"generation": sampler.get_state()} if sampler is not None else {}
+        return {"generation": self._sampler.get_state()} if self._sampler is not None else {}
 
     def after_step(self) -> None:
         """After each optimizer step, e.g. push the new weights to a separate generation engine."""
@@ -86,9 +90,8 @@ class Trainer:
         """Release worker processes and engines."""
 
     def load_extra_rng(self, state: dict) -> None:
-        sampler = getattr(getattr(self, "generator", None), "generator", None)
-        if "generation" in state and sampler is not None:
-            sampler.set_state(state["generation"])
+        if "generation" in state and self._sampler is not None:
+            self._sampler.set_state(state["generation"])
 
     # ---- the loop -------------------------------------------------------------------------------
     def restore(self) -> None:

@@ -321,11 +321,11 @@ class PreferenceTrainer(Trainer):
         each minibatch is exactly `accumulation` micro-batches on every rank, so DeepSpeed's accumulation
         boundaries line up; a rank short of items runs a weight-0 filler."""
         p = self.plan
-        (n_global,) = D.all_sum([float(len(local))])
+        per_rank = D.all_gather_object(len(local))
+        n_global = sum(per_rank)
         if n_global == 0:
             return {}
-        minibatches = minibatch_count(int(n_global), max(D.all_gather_object(len(local))), p.batch, p.micro,
-                                      p.accumulation)
+        minibatches = minibatch_count(n_global, max(per_rank), p.batch, p.micro, p.accumulation)
         scale = p.accumulation * p.ranks  # undo DeepSpeed's averaging (see SFT)
         sums: dict[str, float] = {}
         count = 0.0
