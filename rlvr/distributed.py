@@ -1,12 +1,15 @@
 """Process-group set-up and the few collectives the trainers need.
 
 A run started without a launcher is a world of one: it still goes through torch.distributed (gloo), so
-one code path serves 1 rank and N ranks.
+one code path serves 1 rank and N ranks. On GPUs the group has two backends, `cpu:gloo,cuda:nccl`: NCCL
+for the tensors DeepSpeed moves between GPUs, gloo for the small host-side values rlvr sums and
+broadcasts (metrics, votes, Python objects), which then never touch a GPU.
 """
 from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -19,16 +22,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init() -> None:
+def init(timeout_minutes: float = 30.0) -> torch.device:
+    """Start the process group (once) and return this rank's device, chosen before the group starts."""
+    from rlvr import devices
+
     if dist.is_initialized():
-        return
+        return devices.device()
     if "RANK" not in os.environ:  # not started by a launcher
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(_free_port()))
+    dev = devices.set_up()
     import deepspeed
 
-    deepspeed.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else "nccl",
-                               verbose=False)
+    deepspeed.init_distributed(dist_backend="cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo",
+                               verbose=False, timeout=timedelta(minutes=timeout_minutes))
+    return dev
 
 
 def rank() -> int:
@@ -50,7 +58,7 @@ def barrier() -> None:
 
 def all_sum(values: list[float]) -> list[float]:
     """Sum a short list of floats over ranks (float64, so that sums of losses stay exact enough)."""
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device="cpu")  # host values: gloo, on GPUs too
     if world_size() > 1:
         dist.all_reduce(t)
     return t.tolist()

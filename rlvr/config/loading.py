@@ -158,9 +158,20 @@ def config_from_dict(data: dict, overrides: list[str] = (), source: str = "confi
     if kind not in KINDS:
         raise UserError(f"{source}: kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     try:
-        return _build(KINDS[kind], data, "")
+        cfg = _build(KINDS[kind], data, "")
+        validate(cfg)
     except UserError as e:
         raise UserError(f"{source}: {e}") from None
+    return cfg
+
+
+def validate(cfg: Any) -> None:
+    """What types cannot say: the shared sections' checks, then the kind's own `validate()`, if it has one."""
+    from rlvr.config.parts import validate_sections
+
+    validate_sections(cfg)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
 
 
 def read_yaml(path: str | Path) -> dict:

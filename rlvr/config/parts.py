@@ -25,7 +25,11 @@ class ModelConfig:
     # A local HF folder, a hub id, a .gguf file, 'smollm2-135m-instruct' (the shipped GGUF), or 'tiny'.
     name: str = "tiny"
     gguf_file: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # 'auto': bfloat16 on a GPU that supports it, float32 otherwise (CPUs, older GPUs)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # transformers' attention kernels: 'sdpa' (PyTorch's fused attention, on every device),
+    # 'flash_attention_2' (GPUs, needs the flash-attn package), 'eager' (plain matmuls)
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
@@ -73,6 +77,21 @@ class DataConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """The vLLM engine, colocated: each rank (or tensor-parallel group of ranks) runs one engine on its own
+    GPU(s), beside training, as TRL's colocate mode does."""
+
+    gpu_memory_utilization: float = 0.3  # share of each GPU's memory vLLM takes (weights + KV cache)
+    max_model_len: int | None = None  # prompt + response tokens; null: the model's own limit
+    tensor_parallel_size: int = 1  # consecutive ranks that share one engine, the model split over their GPUs
+    # free vLLM's GPU memory while the trainer updates: sleep after generating, wake (weights first, then
+    # the KV cache) before the next generation
+    enable_sleep: bool = False
+    enforce_eager: bool | None = None  # null: eager on CPUs; CUDA graphs on GPUs
+    sync_timeout: float = 600.0  # seconds a weight sync may take before it is an error, not a hang
+
+
+@dataclass
 class GenerationConfig:
     backend: Literal["hf", "vllm"] = "hf"
     temperature: float = 1.0
@@ -82,12 +101,20 @@ class GenerationConfig:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     batch_size: int = 64  # prompts per forward batch (hf backend)
+    # hf backend under ZeRO-3: gather the full weights once per generate() call instead of once per
+    # decoded token (every forward of a partitioned model is a collective); needs room for one full copy
+    # of the model on each device while generating
+    gather_weights: bool = True
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 @dataclass
 class DeepSpeedConfig:
     stage: Literal[0, 1, 2, 3] = 0
-    offload_optimizer: bool = False
+    offload_optimizer: bool = False  # ZeRO 1-3: optimizer states and step in CPU memory (DeepSpeed's CPU Adam)
+    offload_param: bool = False  # ZeRO-3: parameters in CPU memory, brought to the GPU layer by layer
+    # a collective that waits longer than this fails with an error instead of hanging the run
+    timeout_minutes: float = 30.0
     # A DeepSpeed JSON/YAML file whose keys override the generated config (for users who know DeepSpeed).
     config_file: str | None = None
 
@@ -98,3 +125,26 @@ class LoggingConfig:
     log_every: int = 10
     progress: bool = True
     tensorboard: bool = True  # only when tensorboard is installed
+
+
+def validate_sections(cfg) -> None:
+    """Checks of the shared sections that their types cannot express; raises UserError naming the key."""
+    from rlvr.errors import UserError
+
+    gen, ds = getattr(cfg, "generation", None), getattr(cfg, "deepspeed", None)
+    if gen is not None:
+        v = gen.vllm
+        if not 0 < v.gpu_memory_utilization <= 1:
+            raise UserError(f"generation.vllm.gpu_memory_utilization: expected a share in (0, 1], got "
+                            f"{v.gpu_memory_utilization}")
+        if v.tensor_parallel_size < 1:
+            raise UserError(f"generation.vllm.tensor_parallel_size: expected 1 or more, got {v.tensor_parallel_size}")
+        if v.max_model_len is not None and v.max_model_len < 1:
+            raise UserError(f"generation.vllm.max_model_len: expected a positive number, got {v.max_model_len}")
+    if ds is not None:
+        if ds.offload_param and ds.stage != 3:
+            raise UserError(f"deepspeed.offload_param: parameter offload needs deepspeed.stage=3, got stage {ds.stage}")
+        if ds.offload_optimizer and ds.stage == 0:
+            raise UserError("deepspeed.offload_optimizer: optimizer offload needs ZeRO, deepspeed.stage 1, 2 or 3")
+        if ds.timeout_minutes <= 0:
+            raise UserError(f"deepspeed.timeout_minutes: expected a positive number, got {ds.timeout_minutes}")

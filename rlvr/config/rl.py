@@ -31,6 +31,17 @@ class RewardConfig:
 
 
 @dataclass
+class RolloutCorrectionConfig:
+    """Importance weights for the gap between the policy that sampled (the engine: other kernels, 16-bit)
+    and the one the trainer computes (rlvr/algorithms/rollout_correction.py). Applies only when the
+    trainer recomputes the old log-probabilities; otherwise the two are the same numbers."""
+
+    mode: Literal["none", "tis", "mask"] = "tis"  # tis: weights truncated at cap; mask: drop outside [1/cap, cap]
+    level: Literal["token", "sequence"] = "token"  # one ratio per token, or one per response
+    cap: float = 2.0
+
+
+@dataclass
 class RLTrainerConfig:
     algorithm: Literal["ppo", "grpo", "dr_grpo", "rloo", "reinforce_pp"] = "grpo"
     max_steps: int = 100  # rollouts (one generation round and its updates)
@@ -67,6 +78,7 @@ class RLTrainerConfig:
     # itself); recompute them with another forward pass for other backends (vLLM: other kernels) and 16-bit
     recompute_logprobs: bool | None = None
     share_prompts: bool = True  # run each group's prompt once per forward pass and share its KV cache
+    rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
     max_refill_rounds: int = 3
     eval_every: int = 10
     eval_samples: int = 500
@@ -87,6 +99,13 @@ class RLConfig:
     trainer: RLTrainerConfig = field(default_factory=RLTrainerConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     logging: LoggingConfig = field(default_factory=lambda: LoggingConfig(out_dir="runs/rl", log_every=1))
+
+    def validate(self) -> None:
+        from rlvr.errors import UserError
+
+        rc = self.trainer.rollout_correction
+        if rc.mode != "none" and not rc.cap > 1:
+            raise UserError(f"trainer.rollout_correction.cap: expected a number above 1, got {rc.cap}")
 
 
 KINDS = {"rl": RLConfig}
