@@ -143,7 +143,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, seed: int = 0) -
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):  # built on the CPU: no GPU's RNG to save
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     out = Path(out_dir)
@@ -178,13 +178,29 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_model(path: str, dtype: str = "float32"):
+def torch_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
+    """A `model.dtype` value ('auto' included) as a torch dtype."""
+    from rlvr.devices import resolve_dtype
+
+    return DTYPES[resolve_dtype(name, device)]
+
+
+def load_model(path: str, dtype: str = "float32", device: torch.device | None = None,
+               attn_implementation: str = "sdpa"):
+    """A causal LM in `dtype`, moved to `device` when one is given (DeepSpeed moves the models it wraps)."""
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype, device),
+                                                     attn_implementation=attn_implementation)
     except OSError as e:
         raise UserError(f"model.name: cannot load '{path}': {str(e).splitlines()[0]}") from None
+    except (ImportError, ValueError) as e:
+        if attn_implementation in str(e) or "flash" in str(e).lower():
+            raise UserError(f"model.attn_implementation: {attn_implementation} is not available here: "
+                            f"{str(e).splitlines()[0]}") from None
+        raise
+    return model.to(device) if device is not None else model
 
 
 def cache_argument(model) -> str:

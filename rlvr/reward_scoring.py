@@ -22,7 +22,7 @@ from rlvr.config import DataConfig
 from rlvr.data import render_prompt
 from rlvr.data.templates import encode
 from rlvr.errors import UserError
-from rlvr.models import DTYPES, load_tokenizer, resolve_model
+from rlvr.models import load_tokenizer, resolve_model, torch_dtype
 
 FORMAT_FILE = "reward_format.json"
 
@@ -60,21 +60,24 @@ class RewardFormat:
             raise UserError(f"{path}: not a reward format file ({e})") from None
 
 
-def load_reward_model(path: str, dtype: str = "float32", pad_token_id: int | None = None):
+def load_reward_model(path: str, dtype: str = "float32", pad_token_id: int | None = None,
+                      device: torch.device | None = None, attn_implementation: str = "sdpa"):
     """A one-label sequence classifier from any HF folder; a causal LM (e.g. the SFT model) keeps its
-    body and gets a freshly initialised head. The pad id tells the head where each sequence ends."""
+    body and gets a freshly initialised head. The pad id tells the head where each sequence ends. Moved
+    to `device` when one is given."""
     import transformers
     from transformers import AutoModelForSequenceClassification
 
     transformers.logging.set_verbosity_error()  # "newly initialized: score.weight" is the point here
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=DTYPES[dtype])
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=torch_dtype(dtype, device), attn_implementation=attn_implementation)
     except (OSError, ValueError) as e:
         raise UserError(f"reward model: cannot load '{path}' as a sequence classifier: "
                         f"{str(e).splitlines()[0]}") from None
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
-    return model
+    return model.to(device) if device is not None else model
 
 
 def encode_pair(tokenizer, prompt_text: str, completion: str, max_len: int) -> list[int]:
@@ -114,12 +117,14 @@ def forward_rewards(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 class RewardScorer:
     """A trained reward model ready to score: `score(prompts, completions) -> tensor`, batched."""
 
-    def __init__(self, path: str, batch_size: int = 32, dtype: str = "float32"):
+    def __init__(self, path: str, batch_size: int = 32, dtype: str = "float32",
+                 device: torch.device | str = "cpu"):
         folder = resolve_model(path)
+        self.device = torch.device(device)
         self.tokenizer = load_tokenizer(folder)
         self.format = RewardFormat.load(folder, self.tokenizer)
         self.data = self.format.data_config()
-        self.model = load_reward_model(folder, dtype, self.tokenizer.pad_token_id).eval()
+        self.model = load_reward_model(folder, dtype, self.tokenizer.pad_token_id, self.device).eval()
         self.batch_size = batch_size
 
     def encode(self, prompt: str, completion: str) -> list[int]:
@@ -131,10 +136,9 @@ class RewardScorer:
         """Rewards in input order. Batches group similar lengths, so little compute goes to padding."""
         seqs = [self.encode(p, c) for p, c in zip(prompts, completions, strict=True)]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        out = torch.empty(len(seqs))
-        device = next(self.model.parameters()).device
+        out = torch.empty(len(seqs), device="cpu")  # host: the rewards leave as floats
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             batch = collate([seqs[i] for i in chunk], self.tokenizer.pad_token_id)
-            out[chunk] = forward_rewards(self.model, {k: v.to(device) for k, v in batch.items()}).cpu()
+            out[chunk] = forward_rewards(self.model, {k: v.to(self.device) for k, v in batch.items()}).cpu()
         return out

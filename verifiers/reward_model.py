@@ -104,6 +104,9 @@ class RewardModelVerifier(Verifier):
     - clip (None): clip the final reward to [-clip, clip].
     - batch_size (32): sequences per forward pass.
     - dtype ("float32").
+    - device ("auto"): where the models run in each scoring process: "auto" is the trainer rank's own
+      device (cuda:LOCAL_RANK on a GPU machine, else the CPU); or "cpu", "cuda", "cuda:1", ... Each
+      worker process loads its own copy.
     Models load on first use (or in a pool worker's warmup), never when pickled.
     """
 
@@ -113,7 +116,7 @@ class RewardModelVerifier(Verifier):
     batched: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {"model": None, "reduce": "mean", "normalize": "none",
                                           "calibration": None, "clip": None, "batch_size": 32,
-                                          "dtype": "float32"}
+                                          "dtype": "float32", "device": "auto"}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -142,6 +145,13 @@ class RewardModelVerifier(Verifier):
         if not (isinstance(self.batch_size, int) and self.batch_size > 0):
             raise VerifierError(f"reward_model verifier: option 'batch_size' must be a positive integer, "
                                 f"got {self.batch_size!r}")
+        try:
+            import torch
+
+            torch.device("cpu" if self.device == "auto" else self.device)
+        except (RuntimeError, TypeError):
+            raise VerifierError(f"reward_model verifier: option 'device' must be 'auto' or a torch device such as "
+                                f"cpu, cuda or cuda:1, got {self.device!r}") from None
         self._scorers: list | None = None
         self._stats: list[Moments] = [Moments() for _ in self.paths]
 
@@ -154,9 +164,12 @@ class RewardModelVerifier(Verifier):
         """Load the models (and calibrate); a pool worker calls this before taking samples."""
         if self._scorers is not None:
             return
+        from rlvr.devices import device
         from rlvr.reward_scoring import RewardScorer
 
-        self._scorers = [RewardScorer(p, batch_size=self.batch_size, dtype=self.dtype) for p in self.paths]
+        where = device() if self.device == "auto" else self.device
+        self._scorers = [RewardScorer(p, batch_size=self.batch_size, dtype=self.dtype, device=where)
+                         for p in self.paths]
         if self.normalize == "calibration":
             prompts, completions = calibration_texts(self.calibration)
             self._stats = [Moments() for _ in self._scorers]

@@ -31,9 +31,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     values = values * mask
     B, T = rewards.shape
     adv = torch.zeros_like(rewards)
-    running = torch.zeros(B, dtype=rewards.dtype)
+    running = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
     for t in reversed(range(T)):
-        next_value = values[:, t + 1] if t + 1 < T else torch.zeros(B, dtype=rewards.dtype)
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(running)
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         running = (delta + gamma * lam * running) * mask[:, t]
         adv[:, t] = running
@@ -68,7 +68,7 @@ def reinforce_pp_advantages(token_rewards: torch.Tensor, mask: torch.Tensor, gam
     """REINFORCE++ (Hu 2025): the return G_t = sum_{s>=t} gamma^(s-t) r_s of token rewards (score at the
     last token minus the per-token KL penalty), whitened over every token of the batch."""
     returns = torch.zeros_like(token_rewards)
-    running = torch.zeros(token_rewards.shape[0], dtype=token_rewards.dtype)
+    running = torch.zeros(token_rewards.shape[0], dtype=token_rewards.dtype, device=token_rewards.device)
     for t in reversed(range(token_rewards.shape[1])):
         running = (token_rewards[:, t] + gamma * running) * mask[:, t]
         returns[:, t] = running

@@ -5,14 +5,19 @@ from rlvr.generation.base import Engine
 
 
 def make_engine(cfg, model_path: str, tokenizer, model=None) -> Engine:
-    """`cfg` has model and generation sections. `model`: an already loaded torch model to share (hf)."""
-    gen = cfg.generation
+    """`cfg` has model and generation sections. `model`: an already loaded torch model to share (hf).
+    The engine runs on this process's device (rlvr.devices)."""
+    from rlvr.devices import device, resolve_dtype
+
+    gen, dev = cfg.generation, device()
+    dtype = resolve_dtype(cfg.model.dtype, dev)
     if gen.backend == "vllm":
         from rlvr.generation.vllm import VLLMEngine
 
-        return VLLMEngine(model_path, dtype=cfg.model.dtype, seed=gen.seed or 0)
+        return VLLMEngine(model_path, dtype=dtype, seed=gen.seed or 0)
     from rlvr.generation.hf import HFEngine
     from rlvr.models import load_model
 
-    model = model if model is not None else load_model(model_path, cfg.model.dtype)
-    return HFEngine(model, tokenizer, batch_size=gen.batch_size, seed=gen.seed or 0)
+    if model is None:
+        model = load_model(model_path, dtype, dev, cfg.model.attn_implementation)
+    return HFEngine(model, tokenizer, batch_size=gen.batch_size, seed=gen.seed or 0, device=dev)

@@ -9,11 +9,16 @@ what it sampled from: the per-token log-probabilities of softmax(logits / T) (se
 reason, and stop strings cut the way vLLM cuts them (the text ends before the stop string).
 
 Under ZeRO-3 with several ranks every forward pass is a collective (parameters are gathered from all
-ranks), so with `sync_ranks` a rank whose sequences are all done keeps stepping until every rank is.
+ranks). With `weights` (a context that holds the full weights gathered for the length of a generate()
+call) the engine decodes without any collective; without it, every decoded token gathers the weights
+again, so with `sync_ranks` a rank whose sequences are all done keeps stepping until every rank is.
+
+Every tensor it makes is on the model's device; only the token ids and texts it returns are host values.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -41,16 +46,22 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 class HFEngine(Engine):
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, seed: int = 0, sync_ranks: bool = False):
+    def __init__(self, model, tokenizer, batch_size: int = 64, seed: int = 0, sync_ranks: bool = False,
+                 device: torch.device | None = None,
+                 weights: Callable[[], AbstractContextManager] | None = None):
         self.model = model  # a transformers model, or a DeepSpeed engine's .module (it may be partitioned)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.sync_ranks = sync_ranks and dist.is_initialized() and dist.get_world_size() > 1
-        self.generator = torch.Generator().manual_seed(seed)
+        self.device = device if device is not None else next(model.parameters()).device
+        self.weights = weights
+        # decoding with partitioned weights: every forward is a collective that all ranks must join
+        self.sync_ranks = (sync_ranks and weights is None and dist.is_initialized()
+                           and dist.get_world_size() > 1)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         eos = {tokenizer.eos_token_id}
         cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos.update(cfg_eos if isinstance(cfg_eos, list) else [cfg_eos])
-        self.eos_ids = torch.tensor(sorted(i for i in eos if i is not None))
+        self.eos_ids = torch.tensor(sorted(i for i in eos if i is not None), device=self.device)
         self._cache_arg = cache_argument(model)
 
     def generate(self, prompts: Sequence[str], n: int, sampling: SamplingParams) -> list[Sample]:
@@ -69,18 +80,21 @@ class HFEngine(Engine):
 
     @torch.no_grad()  # not inference_mode: ZeRO-3 gathers parameters that training uses afterwards
     def _generate_batch(self, jobs: list[tuple[int, str]], sp: SamplingParams) -> list[Sample]:
+        dev = self.device
         distinct = list(dict.fromkeys(p for _, p in jobs))
         slot = {p: i for i, p in enumerate(distinct)}
-        owner = torch.tensor([slot[p] for _, p in jobs])
+        owner = torch.tensor([slot[p] for _, p in jobs], device=dev)
         distinct_ids = [encode(self.tokenizer, p) for p in distinct]
         prompt_ids = [distinct_ids[slot[p]] for _, p in jobs]
         width = max(len(ids) for ids in distinct_ids)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(distinct), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(distinct), width), dtype=torch.long)
+        # built on the host in one piece, then one copy to the device
+        input_ids = torch.full((len(distinct), width), pad, dtype=torch.long, device="cpu")
         for row, ids in enumerate(distinct_ids):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            mask[row, width - len(ids) :] = 1
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, device="cpu")
+        input_ids = input_ids.to(dev)
+        lens = torch.tensor([len(ids) for ids in distinct_ids], device=dev)
+        mask = (torch.arange(width, device=dev)[None, :] >= width - lens[:, None]).long()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                          use_cache=True, logits_to_keep=1)
@@ -90,12 +104,12 @@ class HFEngine(Engine):
         mask, positions = mask[owner], positions[owner, -1:]
 
         batch = len(jobs)
-        tokens = torch.full((batch, sp.max_new_tokens), pad, dtype=torch.long)
-        logprobs = torch.zeros((batch, sp.max_new_tokens))
-        lengths = torch.full((batch,), sp.max_new_tokens, dtype=torch.long)
+        tokens = torch.full((batch, sp.max_new_tokens), pad, dtype=torch.long, device=dev)
+        logprobs = torch.zeros((batch, sp.max_new_tokens), device=dev)
+        lengths = torch.full((batch,), sp.max_new_tokens, dtype=torch.long, device=dev)
         reasons = ["length"] * batch
-        done = torch.zeros(batch, dtype=torch.bool)
-        live = torch.arange(batch)  # the rows in the forward batch: finished ones leave it
+        done = torch.zeros(batch, dtype=torch.bool, device=dev)
+        live = torch.arange(batch, device=dev)  # the rows in the forward batch: finished ones leave it
         step = 0
         while True:
             if sp.greedy:
@@ -127,7 +141,7 @@ class HFEngine(Engine):
                 keep = torch.nonzero(going).flatten()
                 past.reorder_cache(keep)
                 live, next_tok, mask, positions = live[keep], next_tok[keep], mask[keep], positions[keep]
-            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long, device=dev)], dim=1)
             positions = positions + 1
             out = self.model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=positions,
                              use_cache=True, **{self._cache_arg: past})
@@ -135,18 +149,19 @@ class HFEngine(Engine):
             logits = out.logits[:, -1, :].float()
 
         samples = []
+        tokens, logprobs, lengths = tokens.tolist(), logprobs.tolist(), lengths.tolist()  # one copy each
         for row, (index, prompt) in enumerate(jobs):
-            ids = tokens[row, : lengths[row]].tolist()
+            ids = tokens[row][: lengths[row]]
             text = self._text(ids, reasons[row], sp.stop)
             samples.append(Sample(prompt=prompt, prompt_ids=prompt_ids[row], response_ids=ids, text=text,
-                                  logprobs=logprobs[row, : lengths[row]].tolist(),
+                                  logprobs=logprobs[row][: lengths[row]],
                                   finish_reason=reasons[row], prompt_index=index))
         return samples
 
     def _all_done(self, local_done: bool) -> bool:
         if not self.sync_ranks:
             return local_done
-        flag = torch.tensor([0 if local_done else 1])
+        flag = torch.tensor([0 if local_done else 1], device="cpu")  # a host vote (gloo on GPUs too)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return flag.item() == 0
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rlvr import devices
 from rlvr import distributed as D
 from rlvr.atomic import atomic_write_json
 from rlvr.config import save_config
@@ -28,6 +31,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_shared_folder(run_dir: Path) -> None:
+    """Every rank must see the run folder rank 0 made: checkpoints are assembled there by all ranks and
+    renamed by rank 0, so a folder on each node's own disk would scatter them. A collective."""
+    if D.world_size() == 1:
+        return
+    probe = run_dir / f".rlvr-shared-{D.broadcast_object(uuid.uuid4().hex)}"
+    if D.is_main():
+        probe.write_text(str(run_dir.resolve()))
+    D.barrier()
+    views = D.all_gather_object((probe.is_file(), socket.gethostname()))
+    D.barrier()
+    if D.is_main():
+        probe.unlink()
+    blind = [(r, host) for r, (seen, host) in enumerate(views) if not seen]
+    if blind:
+        hosts = sorted({host for _, host in blind})
+        raise UserError(f"logging.out_dir: {run_dir} is not one folder shared by every rank: rank(s) "
+                        f"{', '.join(str(r) for r, _ in blind)} (host {', '.join(hosts)}) cannot see what rank 0 "
+                        f"wrote there; put the run folder on a file system that every node mounts")
+
+
 class Trainer:
     """Subclasses set self.engines (name -> DeepSpeed engine), self.tokenizer, self.generator (a generation
     engine, when they sample or evaluate by generating), and implement
@@ -37,7 +61,8 @@ class Trainer:
 
     def __init__(self, cfg, max_steps: int, seed: int, save_every: int, eval_every: int, keep: int,
                  resume: bool, max_seconds: float | None = None):
-        D.init()
+        self.device = D.init(cfg.deepspeed.timeout_minutes)
+        cfg.model.dtype = devices.resolve_dtype(cfg.model.dtype, self.device)  # config.yaml records what ran
         self.cfg = cfg
         self.max_steps, self.save_every, self.eval_every = max_steps, save_every, eval_every
         self.max_seconds = max_seconds  # a wall-time budget for the run's training, resumes included
@@ -48,6 +73,9 @@ class Trainer:
         if D.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
         D.barrier()
+        check_shared_folder(self.run_dir)
+        self.log_line("devices: " + devices.device_map(D.all_gather_object(devices.describe(self.device)),
+                                                      cfg.model.dtype))
         latest = self.checkpointer.latest()
         if latest is not None and not resume:
             raise UserError(f"{self.run_dir} already holds checkpoints (newest {latest.name}); add --resume "
@@ -80,8 +108,12 @@ class Trainer:
         return getattr(getattr(self, "generator", None), "generator", None)
 
     def extra_rng(self) -> dict:
-        """RNG states beyond Python's, NumPy's and torch's: the embedded generation engine's sampler."""
-        return {"generation": self._sampler.get_state()} if self._sampler is not None else {}
+        """RNG states beyond Python's, NumPy's and torch's CPU one: the device's (a GPU's), and the
+        embedded generation engine's sampler."""
+        out = devices.rng_state(self.device)
+        if self._sampler is not None:
+            out["generation"] = self._sampler.get_state()
+        return out
 
     def after_step(self) -> None:
         """After each optimizer step, e.g. push the new weights to a separate generation engine."""
@@ -90,6 +122,7 @@ class Trainer:
         """Release worker processes and engines."""
 
     def load_extra_rng(self, state: dict) -> None:
+        devices.set_rng_state(state, self.device)
         if "generation" in state and self._sampler is not None:
             self._sampler.set_state(state["generation"])
 

@@ -53,6 +53,7 @@ from rlvr.trainers.evaluation import greedy_accuracy, rank_shard
 from rlvr.trainers.rl_models import reference_engine
 from rlvr.trainers.sampler import EpochSampler
 from rlvr.trainers.sft import Example, collate
+from rlvr.trainers.zero3 import generation_engine
 
 REFERENCE_FREE = {"orpo", "simpo"}
 PAIRS_FILE = "preference_pairs.json"  # offline pairs and their reference log-probabilities
@@ -154,23 +155,21 @@ class PreferenceTrainer(Trainer):
         self._filler: Item | None = None  # a weight-0 item for a rank with nothing to train on
 
         ds = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
-        zero3 = hf_zero3_context(ds)  # noqa: F841 - alive while models load
+        zero3 = hf_zero3_context(ds)  # alive while models load
         per_round = t.epochs * -(-t.prompts_per_step * (2 if t.loss == "kto" else 1) // t.batch_size)
         total_updates = t.max_steps * (1 if self.offline else per_round)
-        self.actor = make_engine(load_model(self.model_path, cfg.model.dtype), ds, t.lr, t.betas, t.weight_decay,
-                                 t.warmup_steps, total_updates, t.min_lr_ratio)
+        attn = cfg.model.attn_implementation
+        actor = load_model(self.model_path, cfg.model.dtype, None if zero3 else self.device, attn)
+        self.actor = make_engine(actor, ds, t.lr, t.betas, t.weight_decay, t.warmup_steps, total_updates,
+                                 t.min_lr_ratio)
         self.engines = {"actor": self.actor}
         self.reference = None
         if not self.offline and t.reference == "initial" and t.loss not in REFERENCE_FREE:
-            self.reference = reference_engine(self.model_path, cfg.model.dtype, ds)
+            self.reference = reference_engine(self.model_path, cfg.model.dtype, ds, self.device, attn)
 
         if cfg.generation.backend == "hf":
-            from rlvr.generation.hf import HFEngine
-
             # samples come from the actor's own module: no copy, no weight sync
-            self.generator = HFEngine(self.actor.module, self.tokenizer, batch_size=cfg.generation.batch_size,
-                                      seed=t.seed + D.rank(),
-                                      sync_ranks=self.actor.zero_optimization_partition_weights())
+            self.generator = generation_engine(self.actor, self.tokenizer, cfg.generation, t.seed, self.device)
         else:
             self.generator = make_generation_engine(cfg, self.model_path, self.tokenizer)
         self.sampling = sampling_params(cfg.generation)
@@ -253,7 +252,7 @@ class PreferenceTrainer(Trainer):
     def _sequence_logps(self, model, items: list[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """([2, B] summed response log-probabilities, [2, B] response lengths) of both responses."""
         examples = [Example(it.prompt + it.responses[k], len(it.prompt)) for k in (0, 1) for it in items]
-        batch = collate(examples, self.tokenizer.pad_token_id)
+        batch = {k: v.to(self.device) for k, v in collate(examples, self.tokenizer.pad_token_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         lp = token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:])
         mask = batch["loss_mask"]
@@ -283,20 +282,21 @@ class PreferenceTrainer(Trainer):
         losses beta times the mean token log-probability."""
         if self.t.loss in REFERENCE_FREE:
             return self.t.beta * logps[0] / lengths[0], self.t.beta * logps[1] / lengths[1]
-        ref = torch.tensor([it.ref for it in items], dtype=logps.dtype).T
+        ref = torch.tensor([it.ref for it in items], dtype=logps.dtype, device=logps.device).T
         return implicit_reward(logps[0], ref[0], self.t.beta), implicit_reward(logps[1], ref[1], self.t.beta)
 
     def _losses(self, items: list[Item], logps: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(per-item loss [B], per-item statistics to sum) for the configured loss."""
         t = self.t
-        ref = torch.tensor([it.ref for it in items], dtype=logps.dtype).T
+        ref = torch.tensor([it.ref for it in items], dtype=logps.dtype, device=logps.device).T
         (a, b), (ref_a, ref_b), (len_a, len_b) = logps, ref, lengths
         if t.loss == "kto":
-            desirable = torch.tensor([it.desirable for it in items])
+            desirable = torch.tensor([it.desirable for it in items], device=logps.device)
             # z_ref is a batch estimate: over the micro-batches of every rank at this accumulation slot
-            parts = D.all_gather_object((b.detach(), ref_b, weights))
-            z = kto_reference_point(*(torch.cat([part[k] for part in parts]) for k in range(3)))
+            # (gathered as host tensors: a pickled GPU tensor would land on the sender's device index)
+            parts = D.all_gather_object(tuple(x.detach().cpu() for x in (b, ref_b, weights)))
+            z = kto_reference_point(*(torch.cat([part[k] for part in parts]).to(logps.device) for k in range(3)))
             loss = kto_loss(a, ref_a, desirable, z, t.beta, t.kto_desirable_weight, t.kto_undesirable_weight)
             r = implicit_reward(a, ref_a, t.beta).detach()
             d = desirable.float()
@@ -331,12 +331,12 @@ class PreferenceTrainer(Trainer):
         count = 0.0
         self.actor.train()
         for _ in range(epochs):
-            order = torch.randperm(len(local)).tolist() if shuffle else list(range(len(local)))
+            order = torch.randperm(len(local), device="cpu").tolist() if shuffle else list(range(len(local)))
             for chunk in split_evenly(order, minibatches):
                 (m_global,) = D.all_sum([float(len(chunk))])
                 for slot in split_evenly(chunk, p.accumulation):
                     items = [local[i] for i in slot] or [local[0] if local else self._filler]
-                    weights = torch.tensor([1.0 if slot else 0.0] * len(items))
+                    weights = torch.tensor([1.0 if slot else 0.0] * len(items), device=self.device)
                     logps, lengths = self._sequence_logps(self.actor, items)
                     loss, stats = self._losses(items, logps, lengths, weights)
                     self.actor.backward((loss * weights).sum() / m_global * scale)
@@ -375,7 +375,8 @@ class PreferenceTrainer(Trainer):
             raise UserError("no preference pairs to train on (every prompt's samples scored the same?)")
         self._filler = items[0]
         # the reference: a model of its own, needed for this one pass, or the policy before any update
-        reference = load_model(self.t.reference_model, self.cfg.model.dtype) if self.t.reference_model else None
+        reference = (load_model(self.t.reference_model, self.cfg.model.dtype, self.device,
+                                self.cfg.model.attn_implementation) if self.t.reference_model else None)
         items, held_out = (self._scored_by_reference(reference or self.actor, x) for x in (items, held_out))
         del reference
         gc.collect()
@@ -402,7 +403,8 @@ class PreferenceTrainer(Trainer):
     def _sampled_pairs(self) -> list[Item]:
         """K samples per prompt from the starting policy, best against worst by reward, for a seeded random
         `offline_prompts` of the training prompts (not the first ones: with arith those are the SFT set)."""
-        order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.t.seed)).tolist()
+        g = torch.Generator(device="cpu").manual_seed(self.t.seed)
+        order = torch.randperm(len(self.rows), generator=g, device="cpu").tolist()
         rows = [self.rows[i] for i in order[: self.t.offline_prompts]]
         mine, per_rank = rank_shard(len(rows))
         padding = [rows[0]] * (per_rank - len(mine))  # every rank generates as often (ZeRO-3 collectives)

@@ -81,8 +81,9 @@ class RewardModelTrainer(Trainer):
 
         self.plan = BatchPlan.make(t.batch_size, t.micro_batch_size, D.world_size())
         ds_config = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
-        zero3 = hf_zero3_context(ds_config)  # noqa: F841 - must stay alive while the model loads
-        model = load_reward_model(model_path, cfg.model.dtype, self.tokenizer.pad_token_id)
+        zero3 = hf_zero3_context(ds_config)  # must stay alive while the model loads
+        model = load_reward_model(model_path, cfg.model.dtype, self.tokenizer.pad_token_id,
+                                  None if zero3 else self.device, cfg.model.attn_implementation)
         self.engine = make_engine(model, ds_config, t.lr, t.betas, t.weight_decay, t.warmup_steps,
                                   t.max_steps, t.min_lr_ratio)
         self.engines = {"model": self.engine}
@@ -91,7 +92,7 @@ class RewardModelTrainer(Trainer):
     def _rewards(self, pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected): both halves of the pairs in one forward pass."""
         batch = collate([p.chosen for p in pairs] + [p.rejected for p in pairs], self.tokenizer.pad_token_id)
-        rewards = forward_rewards(self.engine, batch)
+        rewards = forward_rewards(self.engine, {k: v.to(self.device) for k, v in batch.items()})
         return rewards[: len(pairs)], rewards[len(pairs) :]
 
     # ---- training -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from rlvr.trainers.rl_models import ValueModel, reference_engine
 from rlvr.trainers.rollout import RolloutBatch, build_batch, last_token_rewards, shape_reward
 from rlvr.trainers.sampler import EpochSampler
 from rlvr.trainers.shared_prompts import response_logits
+from rlvr.trainers.zero3 import generation_engine
 
 GROUP_ESTIMATORS = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages, "rloo": rloo_advantages}
 
@@ -72,29 +73,29 @@ class RLTrainer(Trainer):
         self.sampler = EpochSampler(len(self.rows), seed=t.seed)
 
         ds = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
-        zero3 = hf_zero3_context(ds)  # noqa: F841 - alive while models load
+        zero3 = hf_zero3_context(ds)  # alive while models load
         total_updates = t.max_steps * self.updates_per_step
-        actor = disable_dropout(load_model(model_path, cfg.model.dtype))
+        place = None if zero3 else self.device  # under zero.Init DeepSpeed places the partitions itself
+        attn = cfg.model.attn_implementation
+        actor = disable_dropout(load_model(model_path, cfg.model.dtype, place, attn))
         self.actor = make_engine(actor, ds, t.lr, t.betas, t.weight_decay, t.warmup_steps, total_updates,
                                  t.min_lr_ratio)
         self.engines = {"actor": self.actor}
         self.critic = None
         if t.algorithm == "ppo":
-            critic = ValueModel(cfg.critic_model or model_path, cfg.model.dtype)
+            critic = ValueModel(cfg.critic_model or model_path, cfg.model.dtype, attn)
+            critic = critic.to(place) if place is not None else critic
             self.critic = make_engine(critic, ds, t.critic_lr, t.betas, t.weight_decay, t.warmup_steps,
                                       total_updates, t.min_lr_ratio)
             self.engines["critic"] = self.critic
-        self.reference = reference_engine(model_path, cfg.model.dtype, ds) if t.kl_coef > 0 else None
+        self.reference = (reference_engine(model_path, cfg.model.dtype, ds, self.device, attn)
+                          if t.kl_coef > 0 else None)
         self.kl_ctl = KLController(t.kl_coef, t.kl_target, t.kl_horizon)
         self.reward_stats = RunningMoments()
 
         if cfg.generation.backend == "hf":
-            from rlvr.generation.hf import HFEngine
-
             # the engine samples from the actor's own module: no copy, no weight sync
-            self.generator = HFEngine(self.actor.module, self.tokenizer, batch_size=cfg.generation.batch_size,
-                                      seed=t.seed + D.rank(),
-                                      sync_ranks=self.actor.zero_optimization_partition_weights())
+            self.generator = generation_engine(self.actor, self.tokenizer, cfg.generation, t.seed, self.device)
         else:
             self.generator = make_generation_engine(cfg, model_path, self.tokenizer)
         self.sampling = sampling_params(cfg.generation)
@@ -208,7 +209,7 @@ class RLTrainer(Trainer):
         if self.cfg.reward.normalize or self.cfg.reward.clip:
             self._normalize_rewards(samples)
         keep = [not (self.cfg.reward.overlong == "filter" and s.finish_reason == "length") for s in samples]
-        b = build_batch(samples, self.tokenizer.pad_token_id, keep)
+        b = build_batch(samples, self.tokenizer.pad_token_id, keep, self.device)
 
         t1 = time.time()
         self.actor.eval()
@@ -236,8 +237,8 @@ class RLTrainer(Trainer):
         n = t.samples_per_prompt
         for epoch in range(t.ppo_epochs):
             # whole groups stay together, so a minibatch computes each of its prompts once
-            groups = torch.randperm(len(b) // n)
-            order = (groups[:, None] * n + torch.arange(n)).flatten().tolist()
+            groups = torch.randperm(len(b) // n, device="cpu")  # host: only the order is used
+            order = (groups[:, None] * n + torch.arange(n, device="cpu")).flatten().tolist()
             for start in range(0, len(b), local_mb):
                 idx = order[start : start + local_mb]
                 first = epoch == 0 and start == 0

@@ -22,12 +22,12 @@ class ValueModel(nn.Module):
     It is called the way a causal LM is (use_cache, cache, logits_to_keep), so the critic shares each
     prompt's pass among its samples exactly as the policy does (rlvr/trainers/shared_prompts.py)."""
 
-    def __init__(self, path: str, dtype: str = "float32"):
+    def __init__(self, path: str, dtype: str = "float32", attn_implementation: str = "sdpa"):
         super().__init__()
-        lm = disable_dropout(load_model(path, dtype))
+        lm = disable_dropout(load_model(path, dtype, attn_implementation=attn_implementation))
         self.config = lm.config
         self.body = lm.get_decoder() if hasattr(lm, "get_decoder") else lm.model
-        self.head = nn.Linear(lm.config.hidden_size, 1)
+        self.head = nn.Linear(lm.config.hidden_size, 1, dtype=next(lm.parameters()).dtype)
         nn.init.zeros_(self.head.weight)  # start from V = 0: no spurious advantages on step one
         nn.init.zeros_(self.head.bias)
         self._cache_arg = cache_argument(self.body)
@@ -40,13 +40,15 @@ class ValueModel(nn.Module):
         return ValueOutput(self.head(hidden).float(), getattr(out, self._cache_arg, None))
 
 
-def reference_engine(path: str, dtype: str, ds_config: dict):
+def reference_engine(path: str, dtype: str, ds_config: dict, device: torch.device,
+                     attn_implementation: str = "sdpa"):
     """The frozen reference. Under ZeRO-3 it is a DeepSpeed engine without an optimizer, so its weights
-    stay partitioned like the actor's; otherwise a plain module in eval mode."""
-    model = load_model(path, dtype)
+    stay partitioned like the actor's; otherwise a plain module in eval mode on this rank's device."""
+    zero3 = ds_config["zero_optimization"]["stage"] == 3
+    model = load_model(path, dtype, None if zero3 else device, attn_implementation)
     model.requires_grad_(False)
     model.eval()
-    if ds_config["zero_optimization"]["stage"] != 3:
+    if not zero3:
         return model
     import deepspeed
 

@@ -21,8 +21,9 @@ class EpochSampler:
     def _order(self, epoch: int) -> list[int]:
         if self._cached[0] != epoch:
             if self.shuffle:
-                g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-                order = torch.randperm(self.size, generator=g).tolist()
+                # host-side: only the index list leaves this function
+                g = torch.Generator(device="cpu").manual_seed(self.seed * 100_003 + epoch)
+                order = torch.randperm(self.size, generator=g, device="cpu").tolist()
             else:
                 order = list(range(self.size))
             self._cached = (epoch, order)

@@ -17,11 +17,11 @@ from rlvr.config import SFTConfig
 from rlvr.data import load_rows, render_prompt, render_response
 from rlvr.data.templates import encode
 from rlvr.errors import UserError
-from rlvr.generation.hf import HFEngine
 from rlvr.models import load_model, load_tokenizer, prepare_model
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.evaluation import exact_match, greedy_accuracy
 from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
+from rlvr.trainers.zero3 import generation_engine
 from rlvr.trainers.sampler import EpochSampler
 
 
@@ -85,14 +85,13 @@ class SFTTrainer(Trainer):
 
         self.plan = BatchPlan.make(t.batch_size, t.micro_batch_size, D.world_size())
         ds_config = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
-        zero3 = hf_zero3_context(ds_config)  # noqa: F841 - must stay alive while the model loads
-        model = load_model(model_path, cfg.model.dtype)
+        zero3 = hf_zero3_context(ds_config)  # must stay alive while the model loads
+        model = load_model(model_path, cfg.model.dtype, None if zero3 else self.device, cfg.model.attn_implementation)
         self.engine = make_engine(model, ds_config, t.lr, t.betas, t.weight_decay, t.warmup_steps,
                                   t.max_steps, t.min_lr_ratio)
         self.engines = {"model": self.engine}
         self.sampler = EpochSampler(len(self.train_set), seed=t.seed)
-        self.generator = HFEngine(self.engine.module, self.tokenizer, batch_size=cfg.generation.batch_size,
-                                  seed=t.seed, sync_ranks=self.engine.zero_optimization_partition_weights())
+        self.generator = generation_engine(self.engine, self.tokenizer, cfg.generation, t.seed, self.device)
 
     # ---- training -------------------------------------------------------------------------------
     def _micro_batches(self, indices: list[int]) -> list[list[Example]]:
@@ -102,6 +101,7 @@ class SFTTrainer(Trainer):
         return [[self.train_set[j] for j in c] for c in chunks[D.rank() :: p.ranks]]
 
     def _loss(self, batch: dict, num_tokens: float) -> torch.Tensor:
+        batch = {k: v.to(self.device) for k, v in batch.items()}
         logits = self.engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         logprobs = token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:])
         return sft_loss(logprobs, batch["loss_mask"], num_tokens)

@@ -30,7 +30,8 @@ def response_logits(model, b: RolloutBatch, share_prompts: bool = True) -> torch
     # rows are the same prompt when their ids and padding agree (the pad id may be a real token too)
     key = torch.cat([b.input_ids[:, :P], b.attention_mask[:, :P]], dim=1)
     _, owner = torch.unique(key, dim=0, return_inverse=True)
-    first = torch.full((int(owner.max()) + 1,), len(b)).scatter_reduce(0, owner, torch.arange(len(b)), "amin")
+    rows = torch.arange(len(b), device=owner.device)
+    first = torch.full((int(owner.max()) + 1,), len(b), device=owner.device).scatter_reduce(0, owner, rows, "amin")
     arg = cache_argument(model)
     head = model(input_ids=b.input_ids[first, :P], attention_mask=b.attention_mask[first, :P],
                  position_ids=b.position_ids[first, :P], use_cache=True, logits_to_keep=1)
