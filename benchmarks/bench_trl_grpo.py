@@ -135,11 +135,11 @@ def run_rlvr(model: str, out: Path, seed: int, prompts_per_step: int, seconds: f
     class TimedRLTrainer(RLTrainer):
         def train_step(self, step: int) -> dict:
             if not stamps:
-                watch.wrap(self.generator, "generate", "generation")
+                watch.wrap(self.rollouts.engine, "generate", "generation")
                 # scoring runs in a background thread while the next generation batch is sampled: its
                 # cost is the rollout's time beyond generation (the thread's own time is reported apart)
                 watch.wrap(self, "_generate_groups", "rollout", detail=True)
-                watch.wrap(self.pool, "score", "scoring_in_background", detail=True)
+                watch.wrap(self.rollouts.pool, "score", "scoring_in_background", detail=True)
                 # inside "rest": no-grad forwards (old log-probs when recomputed, reference, values), and
                 # the PPO updates
                 watch.wrap(self, "_in_micro_batches", "no_grad_passes", detail=True)

@@ -20,6 +20,7 @@ import torch
 
 from rlvr.config import DataConfig
 from rlvr.data import render_prompt
+from rlvr.data.collate import pad_right
 from rlvr.data.templates import encode
 from rlvr.errors import UserError
 from rlvr.models import load_tokenizer, resolve_model, torch_dtype
@@ -97,17 +98,6 @@ def encode_pair(tokenizer, prompt_text: str, completion: str, max_len: int) -> l
     return prompt + answer
 
 
-def collate(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids and attention_mask."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s)
-        attention[row, : len(s)] = 1
-    return {"input_ids": ids, "attention_mask": attention}
-
-
 def forward_rewards(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """r(x, y) for each row of a collated batch, float32, shape [B]. `model` may be a DeepSpeed engine."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -139,6 +129,6 @@ class RewardScorer:
         out = torch.empty(len(seqs), device="cpu")  # host: the rewards leave as floats
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            batch = collate([seqs[i] for i in chunk], self.tokenizer.pad_token_id)
+            batch = pad_right([seqs[i] for i in chunk], self.tokenizer.pad_token_id)
             out[chunk] = forward_rewards(self.model, {k: v.to(self.device) for k, v in batch.items()}).cpu()
         return out

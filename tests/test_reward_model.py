@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from rlvr.algorithms.bradley_terry import bradley_terry_loss, pairwise_accuracy
+from rlvr.data.collate import pad_right
 from rlvr.models import load_tokenizer
-from rlvr.reward_scoring import RewardScorer, collate, encode_pair
+from rlvr.reward_scoring import RewardScorer, encode_pair
 from rlvr.trainers.metrics import read_metrics
 from tests.conftest import kill_after_checkpoint, run_rlvr
 
@@ -61,7 +62,7 @@ def test_encode_pair_keeps_the_answer_and_its_eos(tiny_model_dir):
     assert encode_pair(tok, "123456789", "42", 6) == ids("789") + ids("42") + [eos]
     # a long answer keeps max_len // 4 of the prompt and its closing EOS
     assert encode_pair(tok, "123456789", "9876543210", 8) == ids("89") + ids("98765") + [eos]
-    batch = collate([[5, 6, 7], [8]], pad_id=0)
+    batch = pad_right([[5, 6, 7], [8]], pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from rlvr.algorithms.logprobs import entropy, sft_loss, token_logprobs
+from rlvr.data.collate import Example, collate
+from rlvr.errors import UserError
 from rlvr.trainers.engines import BatchPlan
 from rlvr.trainers.sampler import EpochSampler
 from rlvr.trainers.schedule import warmup_cosine
-from rlvr.trainers.sft import Example, collate
-from rlvr.errors import UserError
 
 
 def test_token_logprobs_and_entropy_hand_case():

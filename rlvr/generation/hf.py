@@ -72,8 +72,9 @@ class HFEngine(Engine):
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(jobs), self.batch_size):
-                samples += self._generate_batch(jobs[start : start + self.batch_size], sampling)
+            with self.weights() if self.weights is not None else nullcontext():
+                for start in range(0, len(jobs), self.batch_size):
+                    samples += self._generate_batch(jobs[start : start + self.batch_size], sampling)
         finally:
             self.model.train(was_training)
         return samples

@@ -53,8 +53,9 @@ def check_shared_folder(run_dir: Path) -> None:
 
 
 class Trainer:
-    """Subclasses set self.engines (name -> DeepSpeed engine), self.tokenizer, self.generator (a generation
-    engine, when they sample or evaluate by generating), and implement
+    """Subclasses set self.engines (name -> DeepSpeed engine), self.tokenizer, self.rollouts (rlvr.rollouts,
+    when they sample and score) or self.generator (a generation engine, when they only evaluate by
+    generating), and implement
     `train_step(step) -> metrics`, `evaluate(step) -> metrics`, `state_dict()`/`load_state_dict()`."""
 
     plot_keys: list[str] = ["loss"]
@@ -105,7 +106,8 @@ class Trainer:
     @property
     def _sampler(self) -> torch.Generator | None:
         """The embedded generation engine's sampling RNG (other engines keep their own)."""
-        return getattr(getattr(self, "generator", None), "generator", None)
+        rollouts = getattr(self, "rollouts", None)
+        return rollouts.rng if rollouts is not None else getattr(getattr(self, "generator", None), "generator", None)
 
     def extra_rng(self) -> dict:
         """RNG states beyond Python's, NumPy's and torch's CPU one: the device's (a GPU's), and the

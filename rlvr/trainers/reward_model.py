@@ -18,12 +18,12 @@ from rlvr import distributed as D
 from rlvr.algorithms.bradley_terry import bradley_terry_loss, pairwise_accuracy
 from rlvr.config.reward_model import RewardModelConfig
 from rlvr.data import render_prompt
+from rlvr.data.collate import pad_right
 from rlvr.data.preferences import load_pairs
 from rlvr.errors import UserError
 from rlvr.models import load_tokenizer, prepare_model
 from rlvr.reward_scoring import (
     RewardFormat,
-    collate,
     encode_pair,
     forward_rewards,
     load_reward_model,
@@ -91,7 +91,7 @@ class RewardModelTrainer(Trainer):
 
     def _rewards(self, pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected): both halves of the pairs in one forward pass."""
-        batch = collate([p.chosen for p in pairs] + [p.rejected for p in pairs], self.tokenizer.pad_token_id)
+        batch = pad_right([p.chosen for p in pairs] + [p.rejected for p in pairs], self.tokenizer.pad_token_id)
         rewards = forward_rewards(self.engine, {k: v.to(self.device) for k, v in batch.items()})
         return rewards[: len(pairs)], rewards[len(pairs) :]
 

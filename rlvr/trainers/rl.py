@@ -10,33 +10,45 @@ ranks, and every rank runs the same number of forward passes (ZeRO-3 forwards ar
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-import verifiers
 from rlvr import distributed as D
-from rlvr.algorithms.advantages import (dr_grpo_advantages, gae, grpo_advantages, masked_mean,
-                                        reinforce_pp_advantages, rloo_advantages, whiten)
+from rlvr.algorithms.advantages import (
+    dr_grpo_advantages,
+    gae,
+    grpo_advantages,
+    masked_mean,
+    reinforce_pp_advantages,
+    rloo_advantages,
+    whiten,
+)
 from rlvr.algorithms.controllers import KLController, RunningMoments
 from rlvr.algorithms.logprobs import entropy as token_entropy
 from rlvr.algorithms.logprobs import token_logprobs
 from rlvr.algorithms.losses import aggregate, kl_penalty, policy_loss, value_loss
 from rlvr.config.rl import RLConfig
-from rlvr.data import load_rows, render_prompt
+from rlvr.data import load_rows
 from rlvr.errors import UserError
-from rlvr.generation import sampling_params
 from rlvr.generation.base import Sample
-from rlvr.generation.factory import make_engine as make_generation_engine
 from rlvr.models import disable_dropout, load_model, load_tokenizer, prepare_model
+from rlvr.rollouts import Rollouts
 from rlvr.trainers.base import Trainer
-from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
-from rlvr.trainers.evaluation import greedy_accuracy
+from rlvr.trainers.engines import (
+    BatchPlan,
+    deepspeed_config,
+    hf_zero3_context,
+    make_engine,
+)
 from rlvr.trainers.rl_models import ValueModel, reference_engine
-from rlvr.trainers.rollout import RolloutBatch, build_batch, last_token_rewards, shape_reward
+from rlvr.trainers.rollout import (
+    RolloutBatch,
+    build_batch,
+    last_token_rewards,
+    shape_reward,
+)
 from rlvr.trainers.sampler import EpochSampler
 from rlvr.trainers.shared_prompts import response_logits
-from rlvr.trainers.zero3 import generation_engine
 
 GROUP_ESTIMATORS = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages, "rloo": rloo_advantages}
 
@@ -93,58 +105,28 @@ class RLTrainer(Trainer):
         self.kl_ctl = KLController(t.kl_coef, t.kl_target, t.kl_horizon)
         self.reward_stats = RunningMoments()
 
-        if cfg.generation.backend == "hf":
-            # the engine samples from the actor's own module: no copy, no weight sync
-            self.generator = generation_engine(self.actor, self.tokenizer, cfg.generation, t.seed, self.device)
-        else:
-            self.generator = make_generation_engine(cfg, model_path, self.tokenizer)
-        self.sampling = sampling_params(cfg.generation)
-        self.sampling.seed = None  # the engine's generator advances; its state is checkpointed
+        self.rollouts = Rollouts(cfg, self.actor, self.tokenizer, model_path, t.seed, self.device)
+        self.sampling = self.rollouts.sampling
         # the hf engine samples from the actor's own module and records softmax(logits / T) of each token
         # it drew: in float32 those are the old log-probabilities (to 1e-7), and another pass would only
         # repeat them; in 16-bit, decoding token by token and the training pass round differently
         self.recompute_logprobs = (t.recompute_logprobs if t.recompute_logprobs is not None
                                    else cfg.generation.backend != "hf" or cfg.model.dtype != "float32")
         self.share_prompts = t.share_prompts and t.samples_per_prompt > 1
-        try:
-            verifier = verifiers.compose([{k: v for k, v in vars(s).items() if v is not None}
-                                          for s in cfg.reward.verifiers])
-        except verifiers.VerifierError as e:
-            raise UserError(f"reward.verifiers: {e}") from None
-        self.part_names = [s.key or s.name for s in cfg.reward.verifiers]
-        self.pool = verifiers.VerifierPool(verifier, workers=cfg.reward.workers, timeout=cfg.reward.timeout)
-        self.scoring = ThreadPoolExecutor(1, thread_name_prefix="rlvr-scoring")
 
     # ---- rollout --------------------------------------------------------------------------------
-    def _score(self, samples: list[Sample], rows: list[dict]) -> None:
-        r = self.cfg.reward
-        vs = [verifiers.Sample.from_row(rows[s.prompt_index], s.text) for s in samples]
-        for s, score in zip(samples, self.pool.score(vs)):
-            s.row = rows[s.prompt_index]
-            s.correct = score.correct
-            s.scores = {k: float(v) for k, v in score.details.items()
-                        if k in self.part_names and isinstance(v, (int, float))} or {self.part_names[0]: score.reward}
-            s.reward = shape_reward(score.reward, s, self.sampling.max_new_tokens, r.truncation_penalty,
-                                    r.overlong, r.overlong_buffer)
-
     def _generate_groups(self, prompt_indices: list[int]) -> list[list[Sample]]:
         rows = [self.rows[i] for i in prompt_indices]
-        prompts = [render_prompt(self.tokenizer, row["prompt"], self.cfg.data) for row in rows]
         n = self.t.samples_per_prompt
-        # the hf engine samples one generation batch at a time: the verifier pool's workers (other
-        # processes) score each batch while the next one is sampled; vLLM gets all prompts in one call
-        per_call = max(1, self.cfg.generation.batch_size // n) if self.cfg.generation.backend == "hf" else len(rows)
-        scored = []
-        for start in range(0, len(rows), per_call):
-            part = self.generator.generate(prompts[start : start + per_call], n, self.sampling)
-            for s in part:
-                s.prompt_index += start
-            scored.append((part, self.scoring.submit(self._score, part, rows)))
-        samples = []
-        for part, scoring in scored:
-            scoring.result()
-            samples += part
-        return [samples[g * n : (g + 1) * n] for g in range(len(rows))]
+        # the hf engine samples one generation batch at a time, scored while the next one is sampled;
+        # vLLM gets all prompts in one call
+        per_call = max(1, self.cfg.generation.batch_size // n) if self.cfg.generation.backend == "hf" else None
+        groups = self.rollouts.sample(rows, n, per_call)
+        r = self.cfg.reward
+        for s in (s for g in groups for s in g):
+            s.reward = shape_reward(s.reward, s, self.sampling.max_new_tokens, r.truncation_penalty,
+                                    r.overlong, r.overlong_buffer)
+        return groups
 
     def _my_share(self, indices: list[int]) -> list[int]:
         return indices[D.rank() :: D.world_size()]
@@ -304,7 +286,7 @@ class RLTrainer(Trainer):
     def _metrics(self, samples, b, old_lp, ref_lp, values, returns, stats, rollout_stats, gen_s, train_s):
         mask = b.token_mask
         n_tok = float(mask.sum())
-        parts = {f"reward/{k}": sum(s.scores.get(k, 0.0) for s in samples) for k in self.part_names}
+        parts = {f"reward/{k}": sum(s.scores.get(k, 0.0) for s in samples) for k in self.rollouts.part_names}
         sums = {
             "reward": sum(s.reward for s in samples),
             "reward_sq": sum(s.reward**2 for s in samples),
@@ -347,15 +329,7 @@ class RLTrainer(Trainer):
 
     # ---- evaluation and state -------------------------------------------------------------------
     def evaluate(self, step: int) -> dict:
-        acc = greedy_accuracy(self.generator, self.tokenizer, self.eval_rows, self.cfg.data,
-                              self.sampling.max_new_tokens, self._judge)
-        return {"eval_accuracy": acc}
-
-    def _judge(self, rows: list[dict], samples: list[Sample]) -> list[bool]:
-        for i, s in enumerate(samples):
-            s.prompt_index = i  # one sample per row, in order
-        self._score(samples, rows)
-        return [bool(s.correct) for s in samples]
+        return {"eval_accuracy": self.rollouts.greedy_accuracy(self.eval_rows, self.sampling.max_new_tokens)}
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict(), "kl": self.kl_ctl.state_dict(),
@@ -367,12 +341,10 @@ class RLTrainer(Trainer):
         self.reward_stats.load_state_dict(state["reward_stats"])
 
     def after_step(self) -> None:
-        if self.cfg.generation.backend != "hf":
-            self.generator.update_weights(self.actor.module)
+        self.rollouts.after_update(self.actor)
 
     def close(self) -> None:
-        self.scoring.shutdown()
-        self.pool.close()
+        self.rollouts.close()
 
 
 def _flat(group: list[Sample]) -> bool:

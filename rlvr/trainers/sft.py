@@ -7,7 +7,6 @@ DeepSpeed's averaging over ranks and accumulation steps. So 1 rank and N ranks t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 
@@ -15,20 +14,20 @@ from rlvr import distributed as D
 from rlvr.algorithms.logprobs import sft_loss, token_logprobs
 from rlvr.config import SFTConfig
 from rlvr.data import load_rows, render_prompt, render_response
+from rlvr.data.collate import Example, collate
 from rlvr.data.templates import encode
 from rlvr.errors import UserError
 from rlvr.models import load_model, load_tokenizer, prepare_model
 from rlvr.trainers.base import Trainer
+from rlvr.trainers.engines import (
+    BatchPlan,
+    deepspeed_config,
+    hf_zero3_context,
+    make_engine,
+)
 from rlvr.trainers.evaluation import exact_match, greedy_accuracy
-from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
-from rlvr.trainers.zero3 import generation_engine
 from rlvr.trainers.sampler import EpochSampler
-
-
-@dataclass
-class Example:
-    ids: list[int]
-    prompt_len: int  # tokens before the response; the loss skips them
+from rlvr.trainers.zero3 import generation_engine
 
 
 def tokenize_examples(tokenizer, rows: list[dict], cfg: SFTConfig) -> tuple[list[Example], int]:
@@ -45,19 +44,6 @@ def tokenize_examples(tokenizer, rows: list[dict], cfg: SFTConfig) -> tuple[list
             response, truncated = response[: limit - len(prompt)], truncated + 1
         out.append(Example(prompt + response, len(prompt)))
     return out, truncated
-
-
-def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch with `loss_mask` on the targets (position t predicts token t + 1)."""
-    width = max(len(e.ids) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    loss_mask = torch.zeros_like(ids, dtype=torch.float32)
-    for row, e in enumerate(examples):
-        ids[row, : len(e.ids)] = torch.tensor(e.ids)
-        attention[row, : len(e.ids)] = 1
-        loss_mask[row, e.prompt_len : len(e.ids)] = 1.0
-    return {"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask[:, 1:]}
 
 
 class SFTTrainer(Trainer):

@@ -1,0 +1,131 @@
+"""The rollout component: what a trainer holds to sample from its policy and score the samples.
+
+    Rollouts(cfg, actor, ...)      the configured engine (hf: the actor's own module; vllm: a colocated
+                                   engine), the verifier pool and a scoring thread
+      .sample(rows, n)             n scored samples per row; scoring of one batch overlaps the next batch
+      .greedy_accuracy(rows)       held-out accuracy, judged by the same verifiers
+      .after_update(actor)         the engine sees the new weights (a no-op for hf, which shares them)
+      .close()
+
+Trainers talk to generation only through this object (DESIGN.md), so swapping hf for vLLM never touches
+their update code. On GPUs with `generation.vllm.enable_sleep` the engine sleeps after every generation
+and wakes (weights with the next sync, then its KV cache) before the next one: its memory is the
+trainer's while the trainer updates.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+import verifiers
+from rlvr.data import render_prompt
+from rlvr.errors import UserError
+from rlvr.generation import sampling_params
+from rlvr.generation.base import Sample, SamplingParams
+from rlvr.trainers.evaluation import greedy_accuracy
+
+
+class Rollouts:
+    """`cfg` has model, data, generation and reward sections; `actor` is the DeepSpeed engine being
+    trained; each rank's sampler is seeded with `seed` + rank."""
+
+    def __init__(self, cfg, actor, tokenizer, model_path: str, seed: int, device: torch.device):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        gen = cfg.generation
+        if gen.backend == "hf":
+            from rlvr.trainers.zero3 import generation_engine
+
+            # samples come from the actor's own module: no copy of the weights, nothing to sync
+            self.engine = generation_engine(actor, tokenizer, gen, seed, device)
+        else:
+            from rlvr.generation.factory import make_engine
+
+            self.engine = make_engine(cfg, model_path, tokenizer)
+        self.shares_weights = gen.backend == "hf"
+        self.sleeps = gen.backend == "vllm" and gen.vllm.enable_sleep
+        self.sampling = sampling_params(gen)
+        self.sampling.seed = None  # the engine's generator advances; its state is checkpointed
+        self.part_names = [s.key or s.name for s in cfg.reward.verifiers]
+        try:  # a bad reward section fails here, at start, though the workers start on first use
+            self._verifier = verifiers.compose([{k: v for k, v in vars(s).items() if v is not None}
+                                                for s in cfg.reward.verifiers])
+        except verifiers.VerifierError as e:
+            raise UserError(f"reward.verifiers: {e}") from None
+        self._pool: verifiers.VerifierPool | None = None
+        self._scoring = ThreadPoolExecutor(1, thread_name_prefix="rlvr-scoring")
+
+    # ---- sampling -------------------------------------------------------------------------------
+    @property
+    def rng(self) -> torch.Generator | None:
+        """The embedded engine's sampling RNG, for checkpoints (other engines keep their own)."""
+        return getattr(self.engine, "generator", None)
+
+    def generate(self, prompts: list[str], n: int, sampling: SamplingParams | None = None) -> list[Sample]:
+        samples = self.engine.generate(prompts, n, sampling or self.sampling)
+        if self.sleeps:
+            self.engine.sleep()
+        return samples
+
+    def sample(self, rows: list[dict], n: int, per_call: int | None = None) -> list[list[Sample]]:
+        """n scored samples for each row, grouped by row. With `per_call`, the rows go to the engine that
+        many at a time and the verifier pool (other processes) scores each batch while the next one is
+        sampled."""
+        prompts = [render_prompt(self.tokenizer, row["prompt"], self.cfg.data) for row in rows]
+        per_call = per_call or max(len(rows), 1)
+        scored = []
+        for start in range(0, len(rows), per_call):
+            part = self.engine.generate(prompts[start : start + per_call], n, self.sampling)
+            for s in part:
+                s.prompt_index += start
+            scored.append((part, self._scoring.submit(self.score, part, rows)))
+        if self.sleeps:
+            self.engine.sleep()
+        samples: list[Sample] = []
+        for part, scoring in scored:
+            scoring.result()
+            samples += part
+        return [samples[g * n : (g + 1) * n] for g in range(len(rows))]
+
+    # ---- scoring --------------------------------------------------------------------------------
+    @property
+    def pool(self) -> verifiers.VerifierPool:
+        """The verifier pool, started on first use (a trainer that never scores never starts workers)."""
+        if self._pool is None:
+            r = self.cfg.reward
+            self._pool = verifiers.VerifierPool(self._verifier, workers=r.workers, timeout=r.timeout)
+        return self._pool
+
+    def score(self, samples: list[Sample], rows: list[dict]) -> None:
+        """Attach each sample's row, verifier reward, correctness and per-part rewards."""
+        vs = [verifiers.Sample.from_row(rows[s.prompt_index], s.text) for s in samples]
+        for s, score in zip(samples, self.pool.score(vs) if vs else []):
+            s.row, s.reward, s.correct = rows[s.prompt_index], float(score.reward), score.correct
+            s.scores = {k: float(v) for k, v in score.details.items()
+                        if k in self.part_names and isinstance(v, (int, float))} or {self.part_names[0]: score.reward}
+
+    def judge(self, rows: list[dict], samples: list[Sample]) -> list[bool]:
+        """Correctness of one sample per row, in order."""
+        for i, s in enumerate(samples):
+            s.prompt_index = i
+        self.score(samples, rows)
+        return [bool(s.correct) for s in samples]
+
+    def greedy_accuracy(self, rows: list[dict], max_new_tokens: int) -> float:
+        acc = greedy_accuracy(self.engine, self.tokenizer, rows, self.cfg.data, max_new_tokens, self.judge)
+        if self.sleeps:
+            self.engine.sleep()
+        return acc
+
+    # ---- weights and lifetime -------------------------------------------------------------------
+    def after_update(self, actor) -> None:
+        """After an optimizer step: a separate engine loads the new weights (every rank calls this: under
+        ZeRO-3 gathering them is a collective)."""
+        if not self.shares_weights:
+            self.engine.update_weights(actor.module)
+
+    def close(self) -> None:
+        self._scoring.shutdown()
+        if self._pool is not None:
+            self._pool.close()
+        self.engine.close()
