@@ -13,10 +13,16 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pythonpath() -> str:
+    """This checkout first, then what the caller's PYTHONPATH holds (scripts/gpu_check.sh installs
+    DeepSpeed and other missing packages into a folder it puts there)."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def run_rlvr(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600,
              check: bool = False) -> subprocess.CompletedProcess:
     """Run `python -m rlvr ARGS` as a real subprocess (one OpenMP thread per process: 2 cores here)."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath(), **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "rlvr", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -29,7 +35,7 @@ def kill_after_checkpoint(args: list[str], checkpoint: Path, timeout: float = 30
     import signal
     import time
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath()}
     proc = subprocess.Popen([sys.executable, "-m", "rlvr", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + timeout

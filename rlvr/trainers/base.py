@@ -90,6 +90,21 @@ class Trainer:
         self.engines: dict = {}
         self.tokenizer = None
 
+    def prepare_model(self, seed: int) -> str:
+        """The folder (or hub id) of the starting model on every rank. A tiny model is built once, by rank 0,
+        into the run folder (shared by every rank); any other model is resolved by each node's first rank,
+        then by the rest of the node (a GGUF file converts once into the node's own cache)."""
+        from rlvr.models import prepare_model
+
+        if self.cfg.model.name == "tiny":
+            return D.broadcast_object(prepare_model(self.cfg.model, self.run_dir, seed) if D.is_main() else None)
+        if devices.local_rank() == 0:
+            path = prepare_model(self.cfg.model, self.run_dir, seed)
+        D.barrier()
+        if devices.local_rank() != 0:
+            path = prepare_model(self.cfg.model, self.run_dir, seed)
+        return path
+
     # ---- subclass hooks -------------------------------------------------------------------------
     def train_step(self, step: int) -> dict:
         raise NotImplementedError
@@ -203,7 +218,8 @@ class Trainer:
             self.log_line(f"stopping at step {self.step}: trainer.max_seconds={self.max_seconds} is spent")
         final = self.evaluate(self.step)
         self.log({**metrics, **final})
-        self.save()
+        if self.step > 0:  # a run of no steps (max_steps=0: judge the start) has no state worth keeping
+            self.save()
         self.export_final()
         self.plot()
         summary = {"steps": self.step, "seconds": round(time.time() - self.clock, 1),

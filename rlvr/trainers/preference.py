@@ -38,7 +38,7 @@ from rlvr.config.preference import PreferenceConfig
 from rlvr.data import load_rows
 from rlvr.data.collate import Example, collate
 from rlvr.errors import UserError
-from rlvr.models import load_model, load_tokenizer, prepare_model
+from rlvr.models import load_model, load_tokenizer
 from rlvr.rollouts import Rollouts
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.engines import (
@@ -98,8 +98,7 @@ class PreferenceTrainer(Trainer):
         self.plan = BatchPlan.make(t.batch_size, t.micro_batch_size, world)
         offline = t.mode == "offline"
 
-        self.model_path = prepare_model(cfg.model, self.run_dir, seed=t.seed) if D.is_main() else None
-        self.model_path = D.broadcast_object(self.model_path)
+        self.model_path = self.prepare_model(t.seed)
         self.tokenizer = load_tokenizer(self.model_path)
         need = {"prompt": str, "response": (str, int, float)} if t.mode == "spin" else {"prompt": str}
         rows = [] if (offline and t.pairs == "data") else load_rows(cfg.data, cfg.data.split, need).rows

@@ -21,7 +21,7 @@ from rlvr.data import render_prompt
 from rlvr.data.collate import pad_right
 from rlvr.data.preferences import load_pairs
 from rlvr.errors import UserError
-from rlvr.models import load_tokenizer, prepare_model
+from rlvr.models import load_tokenizer
 from rlvr.reward_scoring import (
     RewardFormat,
     encode_pair,
@@ -62,8 +62,7 @@ class RewardModelTrainer(Trainer):
         t = cfg.trainer
         super().__init__(cfg, t.max_steps, t.seed, t.save_every, t.eval_every, t.keep_checkpoints, t.resume,
                          t.max_seconds)
-        model_path = prepare_model(cfg.model, self.run_dir, seed=t.seed) if D.is_main() else None
-        model_path = D.broadcast_object(model_path)
+        model_path = self.prepare_model(t.seed)
         self.tokenizer = load_tokenizer(model_path)
         self.format = RewardFormat.from_data(cfg.data, t.max_seq_len)
 

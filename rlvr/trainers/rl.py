@@ -31,7 +31,7 @@ from rlvr.config.rl import RLConfig
 from rlvr.data import load_rows
 from rlvr.errors import UserError
 from rlvr.generation.base import Sample
-from rlvr.models import disable_dropout, load_model, load_tokenizer, prepare_model
+from rlvr.models import disable_dropout, load_model, load_tokenizer
 from rlvr.rollouts import Rollouts
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.engines import (
@@ -74,8 +74,7 @@ class RLTrainer(Trainer):
         self.plan = BatchPlan.make(t.minibatch_size, t.micro_batch_size, world, key="trainer")
         self.updates_per_step = t.ppo_epochs * rollout // t.minibatch_size
 
-        model_path = prepare_model(cfg.model, self.run_dir, seed=t.seed) if D.is_main() else None
-        model_path = D.broadcast_object(model_path)
+        model_path = self.prepare_model(t.seed)
         self.tokenizer = load_tokenizer(model_path)
         need = {"prompt": str}
         self.rows = load_rows(cfg.data, cfg.data.split, need).rows

@@ -17,7 +17,7 @@ from rlvr.data import load_rows, render_prompt, render_response
 from rlvr.data.collate import Example, collate
 from rlvr.data.templates import encode
 from rlvr.errors import UserError
-from rlvr.models import load_model, load_tokenizer, prepare_model
+from rlvr.models import load_model, load_tokenizer
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.engines import (
     BatchPlan,
@@ -53,8 +53,7 @@ class SFTTrainer(Trainer):
         t = cfg.trainer
         super().__init__(cfg, t.max_steps, t.seed, t.save_every, t.eval_every, t.keep_checkpoints, t.resume,
                          t.max_seconds)
-        model_path = prepare_model(cfg.model, self.run_dir, seed=t.seed) if D.is_main() else None
-        model_path = D.broadcast_object(model_path)
+        model_path = self.prepare_model(t.seed)
         self.tokenizer = load_tokenizer(model_path)
 
         need = {"prompt": str, "response": (str, int, float)}
