@@ -15,7 +15,8 @@ Recorded by one engine, in order:
   errors      update_weights with wrong parameter names; with one parameter missing; with a model whose
               parameters never arrive (a rank that never joins the gather); generate after that
   recovered   greedy after a good update_weights following the failures
-  rebuilt     greedy from a second engine built (other settings) after closing the first
+  rebuilt     greedy from a second engine, built by make_engine with other settings after closing the
+              first (model.dtype auto: float32 on a CPU)
 Recorded by each of two ranks (rank{r}.json): see ranks().
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import torch
 
@@ -83,9 +85,10 @@ def seen_by_vllm(engine) -> dict:
 def main(model_dir: str, out_path: str) -> None:
     from transformers import AutoModelForCausalLM
 
-    from rlvr.config.parts import VLLMConfig
+    from rlvr.config.parts import GenerationConfig, ModelConfig, VLLMConfig
     from rlvr.errors import UserError
     from rlvr.generation.base import SamplingParams
+    from rlvr.generation.factory import make_engine
     from rlvr.generation.vllm import SleepError, VLLMEngine, WeightSyncError
 
     record: dict = {"timings": {}}
@@ -158,9 +161,10 @@ def main(model_dir: str, out_path: str) -> None:
     except RuntimeError as e:
         errors["closed"] = str(e)
 
-    started = time.monotonic()  # a second engine in the same process, other settings
-    engine = VLLMEngine(model_dir, dtype="float32", seed=0, settings=VLLMConfig(
-        max_model_len=512, gpu_memory_utilization=0.25, enforce_eager=True), kv_cache_gib=0.5)
+    started = time.monotonic()  # a second engine in the same process, other settings, as a run builds it
+    cfg = SimpleNamespace(model=ModelConfig(dtype="auto"), generation=GenerationConfig(
+        backend="vllm", vllm=VLLMConfig(max_model_len=512, gpu_memory_utilization=0.25, enforce_eager=True)))
+    engine = make_engine(cfg, model_dir, tokenizer=None)
     record["timings"]["rebuild_s"] = time.monotonic() - started
     record["rebuilt_config"] = seen_by_vllm(engine)
     run("rebuilt", 1, GREEDY)
