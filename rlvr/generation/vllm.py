@@ -438,9 +438,19 @@ class VLLMEngine(Engine):
         if settings.enable_sleep and not current_platform.is_sleep_mode_available():
             raise UserError(f"generation.vllm.enable_sleep: sleep mode needs a CUDA, ROCm or XPU device; "
                             f"this vLLM runs on '{current_platform.device_type}'")
-        self.device = torch.device(device if device is not None else current_platform.device_type)
+        from rlvr.devices import device as rank_device
+        from rlvr.devices import local_rank
+
+        self.device = torch.device(device) if device is not None else rank_device()
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", local_rank())
         local_world = os.environ.get("LOCAL_WORLD_SIZE")
         self.placement = placement(settings.tensor_parallel_size, int(local_world) if local_world else None)
+        if not self.placement.joined and self.device.type == "cuda" and self.device.index != 0:
+            # vLLM's single-process executor always takes the first visible GPU
+            raise UserError(f"generation engine 'vllm': a process outside torch.distributed runs its engine "
+                            f"on cuda:0, not {self.device}; start the run with a launcher (rlvr train "
+                            "--nproc) or choose the GPU with CUDA_VISIBLE_DEVICES")
         enforce_eager = settings.enforce_eager
         if enforce_eager is None:
             # compiling costs more than it saves in short CPU runs; on GPUs CUDA graphs pay off
