@@ -21,7 +21,9 @@ trainer's process group instead of starting workers: rank r's engine sits on cud
 that shares one model split over their GPUs (vLLM's own layout: tensor parallelism innermost). The
 engines of a group must run identical requests in lockstep, so `generate` gathers the group's prompts,
 every member runs them all with the group's seed, and each keeps its own slice; callers still pass
-their own prompts and get their own samples.
+their own prompts and get their own samples. On a GPU, `gpu_memory_utilization` is the share of the
+whole GPU the engine takes (weights + KV cache) and must fit in what the trainer leaves free when the
+engine is built.
 
 Weights: the engine runs in the trainer's process (vLLM's in-process engine core), so `update_weights`
 streams (name, tensor) pairs by reference, unserialised, into the worker's in-place `reload_weights`.
