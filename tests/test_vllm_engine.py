@@ -18,12 +18,20 @@ import pytest
 import torch
 
 from rlvr.errors import UserError
+from rlvr.generation.base import SamplingParams
 from rlvr.generation.vllm import (
+    Placement,
+    SleepError,
+    SleepState,
     VLLMEngine,
     WeightSyncError,
     _run_with_deadline,
+    build_requests,
     finish_reason,
     full_parameters,
+    member_slice,
+    placement,
+    tp_groups,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +95,13 @@ def test_full_parameters_covers_each_parameter_once_in_small_buckets():
     assert torch.equal(tensors["body.weight"], model.body.weight)
 
 
+def test_full_parameters_puts_the_tensors_on_the_engine_device():
+    model = TiedLM()
+    tensors = [t for bucket in full_parameters(model, device=torch.device("meta")) for _, t in bucket]
+    assert [t.device.type for t in tensors] == ["meta"] * 3
+    assert all(p.device.type == "cpu" for p in model.parameters())  # the trainer's copy stays where it is
+
+
 def test_full_parameters_strips_the_deepspeed_engine_prefix():
     wrapper = torch.nn.Module()
     wrapper.module = TiedLM()  # a DeepSpeed engine names the wrapped model's parameters module.*
@@ -143,6 +158,94 @@ def test_deadline_reraises_a_failure_with_its_stage():
 
     with pytest.raises(WeightSyncError, match=r"failed while loading: There is no module named 'policy'$"):
         _run_with_deadline(work, timeout=5, stage=["loading"])
+
+
+# -- placement and tensor-parallel groups (pure) ---------------------------------------------------
+def test_tp_groups_are_consecutive_ranks():
+    assert tp_groups(8, 2) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert tp_groups(4, 1) == [[0], [1], [2], [3]]
+    assert tp_groups(4, 4, ranks_per_node=4) == [[0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("world, tp, per_node, message", [
+    (4, 3, None, r"tensor_parallel_size: 3 must divide the number of ranks \(4\)"),
+    (8, 4, 2, r"tensor_parallel_size: 4 must divide the ranks per node \(2\).*span two nodes"),
+    (4, 0, None, r"tensor_parallel_size: 0 must divide")])
+def test_tp_groups_refuse_what_does_not_fit(world, tp, per_node, message):
+    with pytest.raises(UserError, match=message) as err:
+        tp_groups(world, tp, per_node)
+    assert "\n" not in str(err.value)
+
+
+def test_placement_of_a_rank_in_a_group():
+    where = Placement(rank=5, world_size=8, tp=2, joined=True)
+    assert where.group == [4, 5] and where.member == 1
+    # one seed per group (its engines must sample alike), different between groups
+    seeds = [Placement(rank=r, world_size=8, tp=2).engine_seed(10) for r in range(8)]
+    assert seeds == [10, 10, 11, 11, 12, 12, 13, 13]
+
+
+def test_a_process_alone_gets_one_engine_and_cannot_share_it():
+    assert not torch.distributed.is_initialized()
+    assert placement(1) == Placement(rank=0, world_size=1, tp=1, joined=False)
+    with pytest.raises(UserError, match="tensor_parallel_size: 2 needs 2 ranks.*runs alone"):
+        placement(2)
+
+
+def test_member_slice_finds_each_ranks_requests():
+    sizes = [2, 0, 3]  # a rank may have no prompts and still takes part in the group's generate
+    assert [member_slice(sizes, m) for m in range(3)] == [slice(0, 2), slice(2, 2), slice(2, 5)]
+    gathered = ["a0", "a1", "c0", "c1", "c2"]
+    assert gathered[member_slice(sizes, 2)] == ["c0", "c1", "c2"]
+
+
+def test_requests_carry_distinct_seeds_and_greedy_repeats():
+    sampling = SamplingParams(temperature=0.7, seed=7, stop=["x"])
+    sampled = build_requests(["p", "q"], [[1], [2, 3]], 4, sampling)
+    assert [r.params["seed"] for r in sampled] == [7, 11]  # seed + prompt index * n: no two prompts alike
+    assert [(r.params["n"], r.repeat) for r in sampled] == [(4, 1), (4, 1)]
+    assert sampled[1].prompt_ids == [2, 3] and sampled[0].params["stop"] == ["x"]
+    greedy = build_requests(["p"], [[1]], 3, SamplingParams(temperature=0.0))
+    assert (greedy[0].params["n"], greedy[0].repeat, greedy[0].params["seed"]) == (1, 3, None)
+
+
+# -- sleep state (pure) ------------------------------------------------------------------------------
+def test_level_two_sleep_needs_a_sync_before_generating():
+    state = SleepState()
+    assert state.tags_before_generate() == []  # awake, weights from the checkpoint
+    assert state.fall_asleep(2)
+    with pytest.raises(SleepError, match=r"sleep\(level=2\) discarded them.*call update_weights"):
+        state.tags_before_generate()
+    assert state.tags_before_sync() == ["weights"]  # the KV cache stays asleep while weights load
+    state.woke("weights")
+    state.synced()
+    assert state.tags_before_generate() == ["kv_cache"]
+    state.woke("kv_cache")
+    assert state.tags_before_generate() == [] and state.tags_before_sync() == []
+
+
+def test_level_one_sleep_wakes_weights_then_kv_cache_without_a_sync():
+    state = SleepState()
+    assert state.fall_asleep(1)
+    assert state.tags_before_generate() == ["weights", "kv_cache"]  # the CPU copy comes back
+
+
+def test_sleeping_twice_does_nothing_and_levels_are_checked():
+    state = SleepState()
+    assert state.fall_asleep(1)
+    assert not state.fall_asleep(2)  # already asleep: no second sleep, and the weights were not discarded
+    assert state.weights_usable
+    with pytest.raises(ValueError, match="level must be 1 or 2"):
+        SleepState().fall_asleep(3)
+
+
+def test_a_failed_sync_leaves_the_weights_unusable_until_one_succeeds():
+    state = SleepState()
+    state.lose_weights("the last weight sync did not complete")
+    with pytest.raises(SleepError, match="last weight sync did not complete"):
+        state.tags_before_generate()
+    state.synced()
+    assert state.tags_before_generate() == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -327,4 +430,178 @@ def test_weight_sync_failures_are_one_clear_error(record):
 def test_sleep_mode_is_refused_clearly_on_cpu(record):
     if record["sleep_mode"] == "available":
         pytest.skip("this vLLM platform supports sleep mode")
-    assert "sleep mode needs a CUDA, ROCm or XPU device; this vLLM runs on 'cpu'" in record["sleep_mode"]
+    assert record["sleep_mode"].startswith("generation.vllm.enable_sleep: sleep mode needs a CUDA, ROCm or "
+                                           "XPU device; this vLLM runs on 'cpu'")
+    assert "\n" not in record["sleep_mode"]
+    assert record["slept"] is False  # sleep() on an engine built without sleep mode releases nothing
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_the_settings_reach_vllm(record):
+    assert record["config"] == {"max_model_len": 1024, "enforce_eager": True, "gpu_memory_utilization": 0.3,
+                                "tensor_parallel_size": 1, "executor": "uni", "seed": 0}
+    rebuilt = {**record["config"], "max_model_len": 512, "gpu_memory_utilization": 0.25}
+    assert record["rebuilt_config"] == rebuilt
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_after_failed_syncs_the_engine_refuses_until_a_sync_succeeds(record):
+    assert record["needs_weights"] is True
+    refusal = record["errors"]["generate_after_failed_sync"]
+    assert "not usable (the last weight sync did not complete)" in refusal
+    assert "no weight sync succeeded since: call update_weights(model)" in refusal
+    assert [s["response_ids"] for s in record["recovered"]] == [s["response_ids"] for s in record["greedy"]]
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_an_engine_closed_and_rebuilt_in_one_process(record):
+    assert record["errors"]["closed"] == "this vllm engine is closed"
+    assert [s["response_ids"] for s in record["rebuilt"]] == [s["response_ids"] for s in record["greedy"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# .venv-vllm: two ranks (two processes, gloo), vLLM's external launcher
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tp_model_dir(model_dir, tmp_path_factory) -> str:
+    """A 2-layer Llama with SmolLM2's tokenizer whose 2 attention heads split over 2 ranks (SmolLM2's 9
+    cannot); head size 64, which vLLM's CPU attention supports. A wide initialisation makes its
+    next-token distributions peaked (top log-probability about -1.5, not a near-uniform -10.8), so greedy
+    decoding has no near-ties and a weight change shows."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlvr.models import load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=256, initializer_range=0.3, tie_word_embeddings=False,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    out = tmp_path_factory.mktemp("tp") / "model"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def ranks(tp_model_dir, tmp_path_factory) -> list[dict]:
+    """tests/vllm_check.py --ranks in two processes, started as torchrun would start them."""
+    import socket
+
+    out = tmp_path_factory.mktemp("ranks")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "LOCAL_WORLD_SIZE": "2"}
+        env.pop("VIRTUAL_ENV", None)
+        command = [str(VLLM_PYTHON), str(CHECK_SCRIPT), "--ranks", tp_model_dir, str(out)]
+        procs.append(subprocess.Popen(command, cwd=out, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    errors = [proc.communicate(timeout=900)[1] for proc in procs]
+    for proc, err in zip(procs, errors):
+        assert proc.returncode == 0, err[-4000:]
+    records = [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(2)]
+    print("vllm_check --ranks timings:", [{k: round(v, 1) for k, v in r["timings"].items()} for r in records])
+    return records
+
+
+@pytest.fixture(scope="module")
+def tp_hf(tp_model_dir):
+    from rlvr.models import load_model
+
+    return load_model(tp_model_dir, "float32").eval()
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_two_ranks_share_one_engine_through_the_external_launcher(ranks):
+    for r in ranks:
+        assert r["tp2"]["vllm_tp_ranks"] == r["tp2"]["tp_group"] == [0, 1]  # vLLM's group is ours
+        assert r["tp2"]["config"]["executor"] == "external_launcher"
+        assert r["tp2"]["config"]["tensor_parallel_size"] == 2
+        assert r["tp1"]["vllm_tp_ranks"] == r["tp1"]["tp_group"] == [r["rank"]]
+    # one seed per engine: the group's members share theirs, separate engines differ
+    assert [r["tp2"]["config"]["seed"] for r in ranks] == [0, 0]
+    assert [r["tp1"]["config"]["seed"] for r in ranks] == [0, 1]
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_each_rank_of_a_group_gets_the_samples_of_its_own_prompts(ranks, tp_hf):
+    for r in ranks:
+        prompts = r["tp2"]["prompts"]
+        assert len(prompts) == len(check.RANK_QUESTIONS[r["rank"]])
+        greedy, sampled = r["tp2"]["greedy"], r["tp2"]["sampled"]
+        assert [s["prompt_index"] for s in greedy] == [i for i in range(len(prompts)) for _ in range(2)]
+        assert [s["prompt_index"] for s in sampled] == [i for i in range(len(prompts)) for _ in range(3)]
+        assert all(s["prompt"] == prompts[s["prompt_index"]] for s in greedy + sampled)
+        for s in greedy:
+            assert s["response_ids"] == hf_greedy(tp_hf, s["prompt_ids"], check.GREEDY["max_new_tokens"])
+        gap = torch.cat([logprob_gap(tp_hf, greedy, 1.0),
+                         logprob_gap(tp_hf, sampled, check.SAMPLED["temperature"])])
+        print(f"rank {r['rank']}, tensor-parallel engine vs transformers over {gap.numel()} tokens: "
+              f"max {gap.max():.2e}")
+        assert gap.max() < LOGPROB_TOL
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_a_shared_engine_gives_each_rank_what_its_own_engine_would(ranks):
+    for r in ranks:
+        for kind in ("greedy", "sampled"):
+            assert [s["response_ids"] for s in r["tp2"][kind]] == [s["response_ids"] for s in r["tp1"][kind]]
+    assert ranks[0]["tp2"]["sampled"][0]["response_ids"] != ranks[1]["tp2"]["sampled"][0]["response_ids"]
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_a_weight_sync_reaches_both_halves_of_a_shared_engine(ranks, tp_hf):
+    original = {k: v.clone() for k, v in tp_hf.state_dict().items()}
+    try:
+        params = dict(tp_hf.named_parameters())
+        with torch.no_grad():
+            for name, factor in check.TINY_PERTURBATION:
+                params[name].mul_(factor)
+        for r in ranks:
+            perturbed = r["tp2"]["perturbed"]
+            for s in perturbed:
+                assert s["response_ids"] == hf_greedy(tp_hf, s["prompt_ids"], check.GREEDY["max_new_tokens"])
+            assert logprob_gap(tp_hf, perturbed, 1.0).max() < LOGPROB_TOL
+    finally:
+        tp_hf.load_state_dict(original)
+    for r in ranks:  # and it is another model than before the sync
+        before = [s["response_ids"] for s in r["tp2"]["greedy"][::2]]  # one of the two answers per prompt
+        assert [s["response_ids"] for s in r["tp2"]["perturbed"]] != before
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_closing_engines_keeps_the_trainers_process_group(ranks):
+    assert all(r["world_ok"] for r in ranks)  # an all_reduce after both engines were closed
+
+
+@needs_vllm_venv
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_a_tensor_parallel_size_that_does_not_divide_the_ranks_is_one_clear_error(ranks):
+    for r in ranks:
+        assert r["tp3_error"] == ("generation.vllm.tensor_parallel_size: 3 must divide the number of ranks "
+                                  "(2); each group of that many consecutive ranks shares one engine")

@@ -14,7 +14,8 @@ def make_engine(cfg, model_path: str, tokenizer, model=None) -> Engine:
     if gen.backend == "vllm":
         from rlvr.generation.vllm import VLLMEngine
 
-        return VLLMEngine(model_path, dtype=dtype, seed=gen.seed or 0)
+        # colocated: this rank's engine on this rank's device, with the generation.vllm settings
+        return VLLMEngine(model_path, dtype=dtype, seed=gen.seed or 0, settings=gen.vllm, device=dev)
     from rlvr.generation.hf import HFEngine
     from rlvr.models import load_model
 
