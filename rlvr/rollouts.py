@@ -4,13 +4,15 @@
                                    engine), the verifier pool and a scoring thread
       .sample(rows, n)             n scored samples per row; scoring of one batch overlaps the next batch
       .greedy_accuracy(rows)       held-out accuracy, judged by the same verifiers
+      .before_update()             generation is over until the next sync: a sleeping engine frees its
+                                   memory for the update (vLLM with generation.vllm.enable_sleep)
       .after_update(actor)         the engine sees the new weights (a no-op for hf, which shares them)
       .close()
 
 Trainers talk to generation only through this object (DESIGN.md), so swapping hf for vLLM never touches
-their update code. On GPUs with `generation.vllm.enable_sleep` the engine sleeps after every generation
-and wakes (weights with the next sync, then its KV cache) before the next one: its memory is the
-trainer's while the trainer updates.
+their update code. An engine sleeps only between `before_update` and the next `after_update` (it wakes
+its weights to load them, then its KV cache to generate): refill rounds and evaluations, which generate
+with the weights it has, never meet an engine whose weights were discarded.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import verifiers
 from rlvr.data import render_prompt
 from rlvr.errors import UserError
 from rlvr.generation import sampling_params
-from rlvr.generation.base import Sample, SamplingParams
+from rlvr.generation.base import Sample
 from rlvr.trainers.evaluation import greedy_accuracy
 
 
@@ -43,7 +45,6 @@ class Rollouts:
 
             self.engine = make_engine(cfg, model_path, tokenizer)
         self.shares_weights = gen.backend == "hf"
-        self.sleeps = gen.backend == "vllm" and gen.vllm.enable_sleep
         self.sampling = sampling_params(gen)
         self.sampling.seed = None  # the engine's generator advances; its state is checkpointed
         self.part_names = [s.key or s.name for s in cfg.reward.verifiers]
@@ -61,34 +62,18 @@ class Rollouts:
         """The embedded engine's sampling RNG, for checkpoints (other engines keep their own)."""
         return getattr(self.engine, "generator", None)
 
-    def _return_cached_memory(self) -> None:
-        """Before a sleeping engine wakes: give the memory PyTorch's allocator keeps cached for the trainer
-        back to the GPU, where vLLM allocates its own (TRL does the same); else the two peaks add up."""
-        if self.sleeps and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-    def generate(self, prompts: list[str], n: int, sampling: SamplingParams | None = None) -> list[Sample]:
-        self._return_cached_memory()
-        samples = self.engine.generate(prompts, n, sampling or self.sampling)
-        if self.sleeps:
-            self.engine.sleep()
-        return samples
-
     def sample(self, rows: list[dict], n: int, per_call: int | None = None) -> list[list[Sample]]:
         """n scored samples for each row, grouped by row. With `per_call`, the rows go to the engine that
         many at a time and the verifier pool (other processes) scores each batch while the next one is
         sampled."""
         prompts = [render_prompt(self.tokenizer, row["prompt"], self.cfg.data) for row in rows]
         per_call = per_call or max(len(rows), 1)
-        self._return_cached_memory()
         scored = []
         for start in range(0, len(rows), per_call):
             part = self.engine.generate(prompts[start : start + per_call], n, self.sampling)
             for s in part:
                 s.prompt_index += start
             scored.append((part, self._scoring.submit(self.score, part, rows)))
-        if self.sleeps:
-            self.engine.sleep()
         samples: list[Sample] = []
         for part, scoring in scored:
             scoring.result()
@@ -120,18 +105,17 @@ class Rollouts:
         return [bool(s.correct) for s in samples]
 
     def greedy_accuracy(self, rows: list[dict], max_new_tokens: int) -> float:
-        self._return_cached_memory()
-        acc = greedy_accuracy(self.engine, self.tokenizer, rows, self.cfg.data, max_new_tokens, self.judge)
-        if self.sleeps:
-            self.engine.sleep()
-        return acc
+        return greedy_accuracy(self.engine, self.tokenizer, rows, self.cfg.data, max_new_tokens, self.judge)
 
     # ---- weights and lifetime -------------------------------------------------------------------
+    def before_update(self) -> None:
+        """Generation is over until the next `after_update`."""
+        self.engine.sleep()
+
     def after_update(self, actor) -> None:
         """After an optimizer step: a separate engine loads the new weights (every rank calls this: under
         ZeRO-3 gathering them is a collective)."""
         if not self.shares_weights:
-            self._return_cached_memory()
             self.engine.update_weights(actor.module)
 
     def close(self) -> None:

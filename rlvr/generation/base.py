@@ -63,5 +63,10 @@ class Engine(ABC):
     def update_weights(self, model) -> None:  # noqa: B027 - optional for engines that share the model
         """Load the trainer's current weights (a torch module, possibly ZeRO-3 partitioned)."""
 
+    def sleep(self, level: int = 2) -> bool:
+        """Release the engine's accelerator memory until it next loads weights or generates; False when
+        the engine has nothing to release (it shares the trainer's model, or sleep mode is off)."""
+        return False
+
     def close(self) -> None:  # noqa: B027
         """Release the engine's resources."""

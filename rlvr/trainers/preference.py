@@ -261,6 +261,7 @@ class PreferenceTrainer(Trainer):
     def train_step(self, step: int) -> dict:
         start = time.time()
         items, stats = self.pairs.next()
+        self.rollouts.before_update()
         if isinstance(self.pairs, OfflinePairs):
             stats.update(self._update(items, 1, shuffle=False))
         else:  # a round of fresh pairs: their reference, then `epochs` passes over them

@@ -186,6 +186,7 @@ class RLTrainer(Trainer):
     def train_step(self, step: int) -> dict:
         t0 = time.time()
         samples, rollout_stats = self.rollout()
+        self.rollouts.before_update()
         gen_seconds = time.time() - t0
         if self.cfg.reward.normalize or self.cfg.reward.clip:
             self._normalize_rewards(samples)
