@@ -1,6 +1,7 @@
 """DeepSpeed engines from rlvr config: batch arithmetic, the DeepSpeed config, optimizer and schedule."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,8 @@ def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay
     import deepspeed
 
     cpu_adam = offloads_optimizer(config)
+    if cpu_adam:
+        _announce_cpu_adam()
 
     def optimizer(params):
         if cpu_adam:
@@ -110,6 +113,17 @@ def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay
     if D.is_main():
         tqdm.write(f"[rlvr] deepspeed: {describe(engine)}")
     return engine
+
+
+@functools.cache
+def _announce_cpu_adam() -> None:
+    """Say why the run may be quiet for a while: a DeepSpeed installed without prebuilt ops (DS_BUILD_OPS=0)
+    compiles CPU Adam on its first use."""
+    from deepspeed.git_version_info import installed_ops
+
+    if D.is_main() and not installed_ops.get("cpu_adam"):
+        tqdm.write("[rlvr] DeepSpeed CPU Adam: compiled on its first use into ~/.cache/torch_extensions "
+                   "(a minute or two); let that finish: a run killed meanwhile can leave a lock there")
 
 
 def describe(engine) -> str:
