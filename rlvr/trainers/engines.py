@@ -1,12 +1,14 @@
 """DeepSpeed engines from rlvr config: batch arithmetic, the DeepSpeed config, optimizer and schedule."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
+from tqdm.auto import tqdm
 
 from rlvr import distributed as D
 from rlvr.config import DeepSpeedConfig
@@ -38,13 +40,15 @@ def deepspeed_config(cfg: DeepSpeedConfig, plan: BatchPlan, grad_clip: float, dt
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     if cfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}
+    if cfg.offload_param:
+        zero["offload_param"] = {"device": "cpu"}
     config = {
         "train_batch_size": plan.batch,
         "train_micro_batch_size_per_gpu": plan.micro,
         "gradient_accumulation_steps": plan.accumulation,
         "gradient_clipping": grad_clip,
         "zero_optimization": zero,
-        "zero_allow_untested_optimizer": True,  # a torch AdamW: DeepSpeed's fused ones need compiled ops
+        "zero_allow_untested_optimizer": True,  # a torch AdamW unless offloaded: fused ones need CUDA ops
         "bf16": {"enabled": dtype == "bfloat16"},
         "fp16": {"enabled": dtype == "float16"},
         "steps_per_print": 10**9,
@@ -68,12 +72,35 @@ def _merge(base: dict, extra: dict) -> None:
             base[k] = v
 
 
+def offloads_optimizer(config: dict) -> bool:
+    """Whether DeepSpeed will keep the optimizer states and step in CPU (or NVMe) memory: read with
+    DeepSpeed's own parser, so rlvr's keys, a merged config_file and DeepSpeed's older spellings all count."""
+    from deepspeed.runtime.zero.config import get_zero_config
+    from deepspeed.runtime.zero.offload_config import OffloadDeviceEnum
+
+    offload = get_zero_config(config).offload_optimizer
+    return offload is not None and offload.device in (OffloadDeviceEnum.cpu, OffloadDeviceEnum.nvme)
+
+
 def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay: float,
                 warmup_steps: int, total_steps: int, min_lr_ratio: float):
-    """A DeepSpeed engine with AdamW and a warmup + cosine schedule stepped once per optimizer step."""
+    """A DeepSpeed engine with AdamW and a warmup + cosine schedule stepped once per optimizer step.
+
+    With optimizer offload the AdamW is DeepSpeed's CPU Adam (DeepSpeed refuses a torch optimizer there; its
+    op is compiled on first use into ~/.cache/torch_extensions). DeepSpeed hands the schedule callable the
+    optimizer it steps, so the schedule is the same either way."""
     import deepspeed
 
+    cpu_adam = offloads_optimizer(config)
+    if cpu_adam:
+        _announce_cpu_adam()
+
     def optimizer(params):
+        if cpu_adam:
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            return DeepSpeedCPUAdam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                                    adamw_mode=True)
         return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
 
     def scheduler(opt):
@@ -83,7 +110,32 @@ def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay
     engine, *_ = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters()
                                       if p.requires_grad], optimizer=optimizer, lr_scheduler=scheduler,
                                       config=config, dist_init_required=False)
+    if D.is_main():
+        tqdm.write(f"[rlvr] deepspeed: {describe(engine)}")
     return engine
+
+
+@functools.cache
+def _announce_cpu_adam() -> None:
+    """Say why the run may be quiet for a while: a DeepSpeed installed without prebuilt ops (DS_BUILD_OPS=0)
+    compiles CPU Adam on its first use."""
+    from deepspeed.git_version_info import installed_ops
+
+    if D.is_main() and not installed_ops.get("cpu_adam"):
+        tqdm.write("[rlvr] DeepSpeed CPU Adam: compiled on its first use into ~/.cache/torch_extensions "
+                   "(a minute or two); let that finish: a run killed meanwhile can leave a lock there")
+
+
+def describe(engine) -> str:
+    """What the engine really does (read from its ZeRO optimizer, not from the config it was asked for)."""
+    zero = engine.optimizer
+    # ZeRO-3 names its switches offload_optimizer/offload_param, ZeRO-1/2 names the first cpu_offload
+    states = getattr(zero, "offload_optimizer", False) or getattr(zero, "cpu_offload", False)
+    params = getattr(zero, "offload_param", False)
+    where = [f"optimizer states on {engine.zero_offload_optimizer().device}"] if states else []
+    where += [f"parameters on {engine.zero_offload_param().device}"] if params else []
+    return (f"ZeRO-{engine.zero_optimization_stage()}, {type(engine.basic_optimizer).__name__}, "
+            f"offload: {', '.join(where) or 'none'}")
 
 
 def hf_zero3_context(config: dict):
