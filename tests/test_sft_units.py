@@ -78,3 +78,15 @@ def test_a_deepspeed_file_overrides_the_generated_config():
     assert cfg["train_batch_size"] == 16 and cfg["gradient_clipping"] == 1.0  # the rest stays
     with pytest.raises(UserError, match="deepspeed.config_file: not found"):
         deepspeed_config(DeepSpeedConfig(config_file="nope.json"), plan, 1.0, "float32")
+
+
+def test_a_deepspeed_file_with_its_own_optimizer_is_refused(tmp_path):
+    """DeepSpeed would drop the file's optimizer for the one rlvr passes: say so instead of ignoring it."""
+    from rlvr.config import DeepSpeedConfig
+    from rlvr.trainers.engines import deepspeed_config
+
+    for section in ("optimizer", "scheduler"):
+        path = tmp_path / f"{section}.yaml"
+        path.write_text(f"{section}: {{type: Adam}}\nzero_optimization: {{stage: 2}}\n")
+        with pytest.raises(UserError, match=f"sets '{section}', which rlvr does not use"):
+            deepspeed_config(DeepSpeedConfig(config_file=str(path)), BatchPlan.make(16, 8, 1), 1.0, "float32")
