@@ -308,12 +308,12 @@ def test_two_nodes_through_the_hostfile_get_the_environment(tmp_path):
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in records if "loss" in r] == [1]
     assert "rank 0 cpu, rank 1 cpu" in proc.stdout  # the device map: two ranks, one world
-    pdsh = json.loads((out / "pdsh.json").read_text())
-    assert pdsh["argv"][:5] == ["-S", "-f", "1024", "-w", "node-a,node-b"]
-    assert not Path(pdsh["DS_ENV_FILE"]).exists()  # rlvr's env file lives as long as the launcher
     for host in ("node-a", "node-b"):
         got = dict(i.split("=", 1) for i in (out / f"env-{host}").read_bytes().decode().split("\0") if i)
         assert got["RLVR_TEST_VALUE"] == value and got["OMP_NUM_THREADS"] == "1"
         assert got["RLVR_FROM_USER"] == f"{home}/on-the-node" and got["RLVR_MINE"] == "theirs"
         assert got["PYTHONPATH"].split(":")[:2] == [str(cwd), str(REPO)]  # the launcher's own export
         assert "WANDB_API_KEY" not in got and "CUDA_VISIBLE_DEVICES" not in got
+    pdsh = json.loads((out / "pdsh.json").read_text())
+    assert pdsh["argv"][:5] == ["-S", "-f", "1024", "-w", "node-a,node-b"]
+    assert not Path(pdsh["DS_ENV_FILE"]).exists()  # rlvr's env file lives as long as the launcher
