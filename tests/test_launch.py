@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from rlvr.cli import build_parser
-from rlvr.cli.train import env_file_value, forwarded, launcher_command, remote_env_text, user_env_files
+from rlvr.cli.train import env_file_value, forwarded, launcher_command, ranks_use_cuda, remote_env_text
+from rlvr.cli.train import user_env_files
 from rlvr.errors import UserError
 from rlvr.trainers.metrics import read_metrics
 from tests.conftest import REPO, SMALL_SFT, run_rlvr
@@ -83,6 +84,19 @@ def test_cpu_ranks_keep_num_gpus_whatever_cuda_visible_devices_says():
         assert cmd[1:4] == ["--no_local_rank", "--num_gpus", "2"] and cmd[4:] == TAIL
 
 
+def test_ranks_use_cuda_as_rlvr_devices_will_choose():
+    import torch
+
+    assert not ranks_use_cuda({"RLVR_DEVICE": "cpu"}) and ranks_use_cuda({"RLVR_DEVICE": "cuda:1"})
+    assert ranks_use_cuda({}) == torch.cuda.is_available()
+
+
+def test_nproc_below_one_is_one_line():
+    args = build_parser().parse_args(["train", CONFIG, "--nproc", "0"])
+    with pytest.raises(UserError, match="--nproc: expected a number of ranks >= 1, got 0"):
+        args.func(args)
+
+
 def test_include_and_exclude_pass_through_and_refuse_nproc():
     cmd = command("--include", "localhost:1,2")
     assert cmd[1:4] == ["--no_local_rank", "--include", "localhost:1,2"] and cmd[4:] == TAIL
@@ -90,7 +104,8 @@ def test_include_and_exclude_pass_through_and_refuse_nproc():
     cmd = command("--exclude", "localhost:0")
     assert cmd[1:4] == ["--no_local_rank", "--exclude", "localhost:0"]
     assert launcher_view(cmd, {"localhost": 4}) == {"localhost": [1, 2, 3]}
-    assert "--nproc cannot be combined with --include" in user_error("--include", "localhost:0", "--nproc", "1")
+    msg = user_error("--include", "localhost:0", "--nproc", "1")
+    assert "--nproc cannot be combined with --include" in msg
     assert "the one host is localhost, not 'node1'" in user_error("--exclude", "node1:0")
     assert "expected HOST[:SLOT,...]" in user_error("--include", "localhost:0,a")
 
@@ -295,16 +310,17 @@ def test_two_nodes_through_the_hostfile_get_the_environment(tmp_path):
     (cwd / "hostfile").write_text("node-a slots=1\nnode-b slots=1\n")
     (home / ".deepspeed_env").write_text("RLVR_FROM_USER=$HOME/on-the-node\nRLVR_MINE=theirs\n")
     value = 'a "b" $c\nd %n'
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(home), "RLVR_MINE": "ours",
-           "RLVR_TEST_VALUE": value, "RLVR_CACHE": os.environ.get("RLVR_CACHE", str(Path.home() / ".cache/rlvr")),
-           "WANDB_API_KEY": "secret", "TORCH_EXTENSIONS_DIR": torch_extensions()}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # rlvr's default is 1 a rank
+    env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", HOME=str(home), PYTHONPATH=str(REPO),
+               RLVR_MINE="ours", RLVR_TEST_VALUE=value, WANDB_API_KEY="secret", CUDA_VISIBLE_DEVICES="5",
+               TORCH_EXTENSIONS_DIR=torch_extensions())
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "rlvr", "train", CONFIG, *SMALL_SFT, "trainer.max_steps=1",
          f"logging.out_dir={run_dir}", "--hostfile", "hostfile", "--master_port", str(free_port())],
-        cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO), **env}, capture_output=True, text=True,
-        timeout=600)
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CUDA_VISIBLE_DEVICES=5 does not apply to a --hostfile run" in proc.stderr
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in records if "loss" in r] == [1]
     assert "rank 0 cpu, rank 1 cpu" in proc.stdout  # the device map: two ranks, one world
