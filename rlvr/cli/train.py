@@ -42,7 +42,7 @@ def register(sub) -> None:
     )
     p.add_argument("config", help="YAML config file (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.add_argument("--nproc", type=int, default=None,
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="DeepSpeed ranks per node (runs the DeepSpeed launcher; default 1, in-process; with "
                         "--hostfile every slot of every node). On one node the ranks take the first N GPUs "
                         "CUDA_VISIBLE_DEVICES lists")
