@@ -143,6 +143,27 @@ def test_stats_combine_over_ranks(level):
     assert rollout_metrics(sums, extremes) == pytest.approx(whole)
 
 
+def test_metrics_from_sums():
+    sums = {"units": 4.0, "tokens": 10.0, "ratio": 4.4, "weight": 4.0, "above": 1.0, "below": 2.0,
+            "corrected": 3.0, "k3": 0.5}
+    assert rollout_metrics(sums, {"ratio_max": 2.5, "ratio_min": 0.3}) == pytest.approx({
+        "rollout_correction/ratio_mean": 1.1, "rollout_correction/weight_mean": 1.0,
+        "rollout_correction/ratio_max": 2.5, "rollout_correction/ratio_min": 0.3,
+        "rollout_correction/corrected_share": 0.75, "rollout_correction/above_cap_share": 0.25,
+        "rollout_correction/below_floor_share": 0.5, "rollout_correction/k3": 0.05})
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_extremes_ignore_padding(level):
+    """Every counted ratio above 1 (1.5, 1.2; response 1.8): the padding's r = 1 must not be the minimum,
+    nor, every ratio below 1 (0.5, 0.8; response 0.4), the maximum."""
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    high = rollout_stats(*logprobs([[1.5, 1.2, 1.0]]), mask, "tis", level, 2.0)[1]
+    low = rollout_stats(*logprobs([[0.5, 0.8, 1.0]]), mask, "tis", level, 2.0)[1]
+    expected = {"token": (1.2, 0.8), "sequence": (1.8, 0.4)}[level]
+    assert high["ratio_min"] == pytest.approx(expected[0]) and low["ratio_max"] == pytest.approx(expected[1])
+
+
 def test_metrics_with_nothing_counted():
     nothing = torch.zeros(2, 3)
     m = rollout_metrics(*rollout_stats(nothing, nothing, nothing, "tis", "token", 2.0))

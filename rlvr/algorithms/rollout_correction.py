@@ -72,8 +72,7 @@ def rollout_weights(train_logprobs: torch.Tensor, engine_logprobs: torch.Tensor,
     Equal log-probabilities give r = 1 and w = 1 in every mode: the identity, as it must be when the
     trainer reuses the engine's numbers."""
     log_r, _ = _unit_log_ratios(train_logprobs, engine_logprobs, mask, level)
-    w = _unit_weights(log_r, mode, cap).expand(mask.shape)
-    return torch.where(mask.bool(), w, 1.0)
+    return torch.where(mask.bool(), _unit_weights(log_r, mode, cap), 1.0)  # [B, 1] broadcasts over T
 
 
 @torch.no_grad()
@@ -92,12 +91,12 @@ def rollout_stats(train_logprobs: torch.Tensor, engine_logprobs: torch.Tensor, m
     log_r, units = _unit_log_ratios(train_logprobs, engine_logprobs, mask, level)
     w = _unit_weights(log_r, mode, cap)
     r = torch.exp(log_r.clamp(-_LOG_RATIO_BOUND, _LOG_RATIO_BOUND))
-    above = ((r > cap).float() * units).sum()
-    below = ((r < 1 / cap).float() * units).sum()
+    # in log space, as the weights decide; off the mask log r = 0 is inside every band and adds 0 to k3
+    above, below = (log_r > math.log(cap)).float().sum(), (log_r < -math.log(cap)).float().sum()
     corrected = above + below if mode == "mask" else above if mode == "tis" else torch.zeros(())
     tok_log_r, tokens = _unit_log_ratios(train_logprobs, engine_logprobs, mask, "token")
     tok_log_r = tok_log_r.clamp(-_LOG_RATIO_BOUND, _LOG_RATIO_BOUND)
-    k3 = ((torch.exp(tok_log_r) - 1 - tok_log_r) * tokens).sum()
+    k3 = (torch.exp(tok_log_r) - 1 - tok_log_r).sum()
     sums = {"units": units.sum(), "tokens": tokens.sum(), "ratio": (r * units).sum(),
             "weight": (w * units).sum(), "above": above, "below": below, "corrected": corrected, "k3": k3}
     valid = units.bool()
