@@ -89,3 +89,33 @@ def test_each_estimator_runs(algorithm, tiny_model_dir, tmp_path):
     extra = ["trainer.kl_coef=0.05", "trainer.kl_in_reward=true"] if algorithm == "reinforce_pp" else []
     run_rlvr("train", *small_rl(tiny_model_dir, out, 2, f"trainer.algorithm={algorithm}", *extra), check=True)
     assert all(math.isfinite(r["policy_loss"]) for r in read_metrics(out / "metrics.jsonl"))
+
+
+def test_rollout_correction_weights_the_policy_loss_in_16_bit(tmp_path):
+    """SmolLM2 in bfloat16, full passes (no shared prompt cache): the trainer's old log-probabilities
+    differ from those the engine recorded token by token (about 0.05 nats), so the trainer recomputes them
+    and the correction has work to do. One step from the same seed samples the same answers under every
+    mode. Every mode but `none` reweights the policy loss by the ratios; masking drops the responses whose
+    ratio leaves [1/1.01, 1.01]; token-level truncation at 2 truncates nothing at this mismatch."""
+    def step(mode: str, level: str, cap: float) -> dict:
+        out = tmp_path / f"{mode}-{level}"
+        run_rlvr("train", CONFIG, "model.name=smollm2-135m-instruct", f"logging.out_dir={out}", "trainer.max_steps=1",
+                 "data.arith.train_size=64", "data.arith.test_size=8", "data.eval_samples=8",
+                 "reward.verifiers=[{name: format, options: {pattern: '[0-4]'}}]", "trainer.prompts_per_step=4",
+                 "trainer.samples_per_prompt=4", "trainer.minibatch_size=16", "trainer.micro_batch_size=16",
+                 "trainer.eval_every=0", "trainer.eval_samples=8", "generation.max_new_tokens=8",
+                 "logging.progress=false", "logging.tensorboard=false", "model.dtype=bfloat16",
+                 "trainer.share_prompts=false", f"trainer.rollout_correction.mode={mode}",
+                 f"trainer.rollout_correction.level={level}", f"trainer.rollout_correction.cap={cap}", check=True)
+        (record,) = read_metrics(out / "metrics.jsonl")
+        return record
+
+    plain, masked, truncated = step("none", "token", 2.0), step("mask", "sequence", 1.01), step("tis", "token", 2.0)
+    assert plain["logprob_mismatch"] > 0.01 and plain["rollout_correction/k3"] > 0
+    assert plain["reward"] == masked["reward"] == truncated["reward"]  # the same samples
+    assert plain["rollout_correction/weight_mean"] == 1.0
+    assert masked["rollout_correction/corrected_share"] > 0.5 and masked["rollout_correction/weight_mean"] < 0.5
+    assert truncated["rollout_correction/corrected_share"] == 0
+    assert truncated["rollout_correction/weight_mean"] == pytest.approx(truncated["rollout_correction/ratio_mean"])
+    for corrected in (masked, truncated):  # the weights reach the loss
+        assert abs(corrected["policy_loss"] - plain["policy_loss"]) > 1e-4

@@ -36,7 +36,8 @@ class RolloutCorrectionConfig:
     and the one the trainer computes (rlvr/algorithms/rollout_correction.py). Applies only when the
     trainer recomputes the old log-probabilities; otherwise the two are the same numbers."""
 
-    mode: Literal["none", "tis", "mask"] = "tis"  # tis: weights truncated at cap; mask: drop outside [1/cap, cap]
+    # tis: weight min(r, cap); mask: weight r inside [1/cap, cap], 0 outside; none: 1
+    mode: Literal["none", "tis", "mask"] = "tis"
     level: Literal["token", "sequence"] = "token"  # one ratio per token, or one per response
     cap: float = 2.0
 

@@ -27,6 +27,7 @@ from rlvr.algorithms.controllers import KLController, RunningMoments
 from rlvr.algorithms.logprobs import entropy as token_entropy
 from rlvr.algorithms.logprobs import token_logprobs
 from rlvr.algorithms.losses import aggregate, kl_penalty, policy_loss, value_loss
+from rlvr.algorithms.rollout_correction import rollout_metrics, rollout_stats, rollout_weights
 from rlvr.config.rl import RLConfig
 from rlvr.data import load_rows
 from rlvr.errors import UserError
@@ -202,13 +203,29 @@ class RLTrainer(Trainer):
         values = self._in_micro_batches(self._values, b) if self.critic is not None else None
         adv, returns = self.advantages(b, old_lp, ref_lp, values)
         self.actor.train()
+        weights, correction = self._rollout_correction(b, old_lp)
 
-        stats = self._update(b, old_lp, ref_lp, values, adv, returns)
+        stats = self._update(b, old_lp, ref_lp, values, adv, returns, weights)
         train_seconds = time.time() - t1
-        return self._metrics(samples, b, old_lp, ref_lp, values, returns, stats, rollout_stats,
-                             gen_seconds, train_seconds)
+        return {**self._metrics(samples, b, old_lp, ref_lp, values, returns, stats, rollout_stats,
+                                gen_seconds, train_seconds), **correction}
 
-    def _update(self, b, old_lp, ref_lp, values, adv, returns) -> dict:
+    def _rollout_correction(self, b: RolloutBatch, old_lp: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
+        """Importance weights for the policy-gradient loss and their statistics, when the trainer's old
+        log-probabilities are its own pass rather than the engine's numbers (rlvr/algorithms/
+        rollout_correction.py); (None, {}) otherwise, where the weights would all be 1."""
+        if not self.recompute_logprobs:
+            return None, {}
+        rc = self.t.rollout_correction
+        args = (old_lp, b.gen_logprobs, b.response_mask, rc.mode, rc.level, rc.cap)
+        sums, extremes = rollout_stats(*args)
+        totals = dict(zip(sums, D.all_sum(list(sums.values()))))
+        seen = D.all_gather_object(extremes)
+        extremes = {"ratio_max": max(e["ratio_max"] for e in seen), "ratio_min": min(e["ratio_min"] for e in seen)}
+        weights = rollout_weights(*args) if rc.mode != "none" else None
+        return weights, rollout_metrics(totals, extremes)
+
+    def _update(self, b, old_lp, ref_lp, values, adv, returns, weights: torch.Tensor | None) -> dict:
         t, plan, mask = self.t, self.plan, b.response_mask
         local_mb = t.minibatch_size // plan.ranks
         scale = plan.accumulation * plan.ranks  # undo DeepSpeed's averaging (see SFT)
@@ -242,6 +259,8 @@ class RLTrainer(Trainer):
                             probe["tokens"] += float(tmask.sum())
                     del logits  # [B, T, V]: autograd keeps what backward needs, nothing more
                     pl, clipped = policy_loss(lp, old_lp[mi], adv[mi], t.clip_low, t.clip_high, t.dual_clip)
+                    if weights is not None:  # rollout correction: the policy-gradient term alone
+                        pl = pl * weights[mi]
                     loss_tok = pl
                     if ref_lp is not None and not t.kl_in_reward:
                         kl = kl_penalty(lp, ref_lp[mi], t.kl_estimator)
