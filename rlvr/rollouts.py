@@ -2,7 +2,7 @@
 
     Rollouts(cfg, actor, ...)      the configured engine (hf: the actor's own module; vllm: a colocated
                                    engine), the verifier pool and a scoring thread
-      .sample(rows, n)             n scored samples per row; scoring of one batch overlaps the next batch
+      .sample(rows, n)             n scored samples per row (scoring one batch while the next is sampled)
       .greedy_accuracy(rows)       held-out accuracy, judged by the same verifiers
       .before_update()             generation is over until the next sync: a sleeping engine frees its
                                    memory for the update (vLLM with generation.vllm.enable_sleep)
@@ -44,6 +44,8 @@ class Rollouts:
             from rlvr.generation.factory import make_engine
 
             self.engine = make_engine(cfg, model_path, tokenizer)
+        # the hf engine samples from the actor's own module: no weights to push, and in float32 the
+        # log-probabilities it records are the trainer's own (rlvr/trainers/rl.py, recompute_logprobs)
         self.shares_weights = gen.backend == "hf"
         self.sampling = sampling_params(gen)
         self.sampling.seed = None  # the engine's generator advances; its state is checkpointed
@@ -62,12 +64,14 @@ class Rollouts:
         """The embedded engine's sampling RNG, for checkpoints (other engines keep their own)."""
         return getattr(self.engine, "generator", None)
 
-    def sample(self, rows: list[dict], n: int, per_call: int | None = None) -> list[list[Sample]]:
-        """n scored samples for each row, grouped by row. With `per_call`, the rows go to the engine that
-        many at a time and the verifier pool (other processes) scores each batch while the next one is
-        sampled."""
+    def sample(self, rows: list[dict], n: int, overlap: bool = False) -> list[list[Sample]]:
+        """n scored samples for each row, grouped by row. With `overlap`, the hf engine gets one generation
+        batch of rows at a time and the verifier pool (other processes) scores each batch while the next
+        one is sampled; vLLM always gets every row in one call (it schedules its own batches)."""
         prompts = [render_prompt(self.tokenizer, row["prompt"], self.cfg.data) for row in rows]
-        per_call = per_call or max(len(rows), 1)
+        per_call = max(len(rows), 1)
+        if overlap and self.shares_weights:
+            per_call = max(1, self.cfg.generation.batch_size // n)
         scored = []
         for start in range(0, len(rows), per_call):
             part = self.engine.generate(prompts[start : start + per_call], n, self.sampling)

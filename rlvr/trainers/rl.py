@@ -111,17 +111,14 @@ class RLTrainer(Trainer):
         # it drew: in float32 those are the old log-probabilities (to 1e-7), and another pass would only
         # repeat them; in 16-bit, decoding token by token and the training pass round differently
         self.recompute_logprobs = (t.recompute_logprobs if t.recompute_logprobs is not None
-                                   else cfg.generation.backend != "hf" or cfg.model.dtype != "float32")
+                                   else not self.rollouts.shares_weights or cfg.model.dtype != "float32")
         self.share_prompts = t.share_prompts and t.samples_per_prompt > 1
 
     # ---- rollout --------------------------------------------------------------------------------
     def _generate_groups(self, prompt_indices: list[int]) -> list[list[Sample]]:
         rows = [self.rows[i] for i in prompt_indices]
         n = self.t.samples_per_prompt
-        # the hf engine samples one generation batch at a time, scored while the next one is sampled;
-        # vLLM gets all prompts in one call
-        per_call = max(1, self.cfg.generation.batch_size // n) if self.cfg.generation.backend == "hf" else None
-        groups = self.rollouts.sample(rows, n, per_call)
+        groups = self.rollouts.sample(rows, n, overlap=True)
         r = self.cfg.reward
         for s in (s for g in groups for s in g):
             s.reward = shape_reward(s.reward, s, self.sampling.max_new_tokens, r.truncation_penalty,
