@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.rlvr-installed
 TORCH   ?= torch==2.13.0
 
 .PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox bench-trl bench-smollm2 compare \
-	vllm-env vllm-test eval-smollm2
+	vllm-env vllm-test eval-smollm2 bench-zero3-gen gpu-wheels
 
 demo: setup  ## the main job: rlvr quickstart (tiny model, SFT then GRPO on arith, evaluation); resumes
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/rlvr quickstart --resume
@@ -51,6 +51,12 @@ bench-trl: setup  ## rlvr's GRPO against TRL's GRPOTrainer, same model, data and
 
 bench-smollm2: setup  ## GRPO on SmolLM2-135M-Instruct, sums of three 1-digit numbers (~11 min)
 	$(BIN)/python benchmarks/bench_smollm2_grpo.py --threads 1
+
+bench-zero3-gen: setup  ## ZeRO-3 generation on 2 ranks: weights gathered once per call vs per token (~3 min)
+	$(BIN)/python benchmarks/bench_zero3_generation.py
+
+gpu-wheels: setup  ## .gpu-wheels: what scripts/gpu_check.sh installs on a CUDA machine without network
+	scripts/gpu_wheels.sh
 
 compare: setup  ## offline DPO, iterative DPO and GRPO on arith from one SFT model at equal wall time (~22 min)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python benchmarks/compare_dpo_grpo.py --budget 300
