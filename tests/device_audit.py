@@ -8,8 +8,8 @@ from plain `cpu`. Run rlvr with RLVR_DEVICE=cpu:0: where rlvr means "the model's
 `with DeviceAudit():` a TorchFunctionMode sees every torch call and tags tensors by identity:
 
   device  made by a factory given `cpu:0`, by `.to(cpu:0)`, or by any op from a device input; every
-          parameter and buffer of a module moved with `.to(cpu:0)`. `.device` of a device tensor reads
-          `cpu:0`, so code that follows `x.device` stays on the device, as on a GPU.
+          parameter and buffer of a module moved with `.to(cpu:0)`. In first-party code `.device` of a
+          device tensor reads `cpu:0`, so code that follows `x.device` stays on the device, as on a GPU.
   host    made by a factory called from first-party code (rlvr, verifiers, tests) without `cpu:0`;
           `.cpu()` or `.to(elsewhere)` of a tensor or a module called from first-party code; made by an
           op from host inputs only; and a parameter never moved (a module left on the host).
@@ -103,7 +103,8 @@ class DeviceAudit(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         if name == "__get__" and getattr(func, "__self__", None) is torch.Tensor.device:
-            return self.device if self.kind(args[0]) == DEVICE else func(*args)
+            # first-party code sees the sentinel; libraries the device their accelerator names (`cpu`)
+            return self.device if self.kind(args[0]) == DEVICE and _first_party(_caller()) else func(*args)
         inputs = list(_tensors((args, kwargs)))
         out_kind = self._placement(func, name, args, kwargs, inputs)
         generator = kwargs.get("generator")
@@ -265,11 +266,11 @@ def _where(frame) -> str:
 
 
 def _caller():
-    """The frame that made this torch call: torch's own Python code, and a library's override of `.to`
-    (transformers' PreTrainedModel.to), count as their caller's."""
+    """The frame that made this torch call: torch's own Python code, and a library's `.to` and `.device`
+    that pass a module's on (transformers' PreTrainedModel.to and .device), count as their caller's."""
     frame = sys._getframe(1)
     while (frame.f_code.co_filename.startswith(TORCH) or frame.f_code.co_filename == __file__
-           or (frame.f_code.co_name == "to" and not _first_party(frame))):
+           or (frame.f_code.co_name in ("to", "device") and not _first_party(frame))):
         frame = frame.f_back
     return frame
 

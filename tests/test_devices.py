@@ -44,9 +44,11 @@ def audited_train(config: str, model: str, out, *extra: str, trainer_class=None)
     return summary
 
 
-def test_sft_with_greedy_eval(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("stage", [0, 3])  # ZeRO-3: generation gathers the partitioned weights
+def test_sft_with_greedy_eval(stage, tiny_model_dir, tmp_path):
     summary = audited_train("sft_arith.yaml", tiny_model_dir, tmp_path / "sft", "trainer.batch_size=8",
-                            "trainer.micro_batch_size=4", "generation.max_new_tokens=4")
+                            "trainer.micro_batch_size=4", "generation.max_new_tokens=4",
+                            f"deepspeed.stage={stage}")
     assert "eval_accuracy" in summary  # the final evaluation generated greedily
 
 
