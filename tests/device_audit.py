@@ -20,9 +20,10 @@ It raises DeviceMismatch where CUDA refuses: one call given a device tensor and 
 ("Expected all tensors to be on the same device"); a host tensor indexed by device indices; a random op
 whose torch.Generator is on the other device; `.numpy()` of a device tensor in first-party code; a
 device tensor pickled by an object collective (on a GPU it lands on the sender's GPU index). Allowed, as
-CUDA allows: 0-dim host tensors as operands (CPU scalars); host indices into a device tensor (`x[idx]`,
-`x[idx] = v`, index_put_) and 0-dim indices anywhere (read as numbers); copies across devices
-(`copy_`, slice assignment `x[a:b] = v`, `.to`); values pulled out with `.tolist()` / `.item()`.
+CUDA allows (ATen's checks): 0-dim host tensors as operands (CPU scalars); host indices reading a device
+tensor (`x[idx]`), indices of any device writing one (`x[idx] = v` and index_put_ move them to x's
+device; v must be on x's device or 0-dim), 0-dim indices anywhere (read as numbers); copies across
+devices (`copy_`, slice assignment `x[a:b] = v`, `.to`); values pulled out by `.tolist()` / `.item()`.
 
 Why this is enough: on a GPU a tensor lives where it was made, and ops need their operands in one place.
 The audit places every first-party tensor where a GPU run with RLVR_DEVICE=cuda:N would (the same
@@ -160,9 +161,10 @@ class DeviceAudit(TorchFunctionMode):
             parts = index if isinstance(index, tuple) else (index,)
             # `x[a:b] = v` copies v over from anywhere; `x[idx] = v` (index_put_) needs v on x's device
             basic = name == "__setitem__" and not indices and not any(isinstance(i, list) for i in parts)
-            if self.kind(base) == DEVICE:  # host indices are fine for a device tensor
-                operands = [base]
-            else:
+            # reading takes host indices into a device tensor, not device indices into a host one;
+            # writing (index_put_) moves any indices to the written tensor's device
+            operands = [base]
+            if name == "__getitem__" and self.kind(base) != DEVICE:
                 operands = [base, *indices]
                 refusal = "indices should be either on cpu or on the same device as the indexed tensor"
             if isinstance(value, torch.Tensor) and value.dim() > 0 and not basic:

@@ -75,13 +75,15 @@ def test_a_module_left_on_the_host(llama):
         assert head.to(DEV)(x).device == DEV
 
 
-def test_host_tensors_indexed_by_device_indices_or_given_device_values():
+def test_host_tensors_read_by_device_indices_or_written_with_values_of_the_other_device():
     with DeviceAudit():
         host, idx = torch.zeros(4, device="cpu"), torch.tensor([0, 2], device=DEV)
         with pytest.raises(DeviceMismatch, match="indices should be either on cpu or on the same device"):
             host[idx]
         with pytest.raises(DeviceMismatch, match=made_here("Tensor.__setitem__")):
             torch.zeros(4, device=DEV)[torch.tensor([0, 2])] = torch.ones(2)  # index_put_ of host values
+        with pytest.raises(DeviceMismatch, match="Tensor.index_put_"):
+            host.index_put_((torch.tensor([0, 2]),), torch.ones(2, device=DEV))
 
 
 def test_numpy_of_a_device_tensor():
@@ -123,6 +125,7 @@ def test_host_scalars_indices_and_copies_with_device_tensors():
         x[0:2] = torch.tensor([8.0, 9.0])  # a slice assignment is a copy, from anywhere
         host = torch.zeros(6, device="cpu")
         host[1:3] = x[:2]
+        host[torch.tensor([4, 5], device=DEV)] = torch.tensor([4.0, 5.0])  # written: indices move to host
         host.copy_(x)
         assert audit.kind(host) != DEVICE and host.tolist() == [8, 9, 2, 7, 4, 5]
         assert x.sum().item() == 35 and x[int(torch.tensor(1, device=DEV))].item() == 9
