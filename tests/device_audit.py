@@ -8,13 +8,14 @@ from plain `cpu`. Run rlvr with RLVR_DEVICE=cpu:0: where rlvr means "the model's
 `with DeviceAudit():` a TorchFunctionMode sees every torch call and tags tensors by identity:
 
   device  made by a factory given `cpu:0`, by `.to(cpu:0)`, or by any op from a device input; every
-          parameter and buffer of a module moved with `.to(cpu:0)`. In first-party code `.device` of a
-          device tensor reads `cpu:0`, so code that follows `x.device` stays on the device, as on a GPU.
+          parameter and buffer of a module moved with `.to(cpu:0)`, or moved by DeepSpeed (it moves the
+          modules it wraps to its accelerator: `cpu` here, the rank's GPU on a GPU). In first-party code
+          `.device` of a device tensor reads `cpu:0`, so code that follows `x.device` stays there.
   host    made by a factory called from first-party code (rlvr, verifiers, tests) without `cpu:0`;
           `.cpu()` or `.to(elsewhere)` of a tensor or a module called from first-party code; made by an
           op from host inputs only; and a parameter never moved (a module left on the host).
-  none    what transformers, DeepSpeed and torch make for themselves: trusted, never an error. A move by
-          a library keeps the tag: DeepSpeed's accelerator is `cpu` here, the rank's GPU on a GPU.
+  none    what transformers, DeepSpeed and torch make for themselves: trusted, never an error. A
+          library's `.to("cpu")` of a tensor keeps its tag (DeepSpeed's accelerator device again).
 
 It raises DeviceMismatch where CUDA refuses: one call given a device tensor and a host tensor of dim > 0
 ("Expected all tensors to be on the same device"); a host tensor indexed by device indices; a random op
@@ -188,7 +189,8 @@ class DeviceAudit(TorchFunctionMode):
         def to(module, *args, **kwargs):  # .to() keeps the Parameter objects: tag them afterwards
             out = module_to(module, *args, **kwargs)
             dev = torch._C._nn._parse_to(*args, **kwargs)[0]
-            kind = None if dev is None else DEVICE if audit._sentinel(dev) else audit._off_device(keep=None)
+            # a library moving a whole module is DeepSpeed wrapping it: on a GPU, to the rank's device
+            kind = None if dev is None else DEVICE if audit._sentinel(dev) else audit._off_device(keep=DEVICE)
             if kind is not None:
                 for t in (*module.parameters(), *module.buffers()):
                     audit.tags[t] = kind

@@ -155,8 +155,8 @@ def test_a_llama_forward_and_backward(llama):
         model.zero_grad()
 
 
-@pytest.mark.parametrize("stage", [0, 2, 3])
-def test_a_deepspeed_engine_step(stage, tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize("stage, moved", [(0, True), (2, True), (3, True), (0, False)])
+def test_a_deepspeed_engine_step(stage, moved, tiny_model_dir, monkeypatch):
     import deepspeed
     from transformers import AutoModelForCausalLM
 
@@ -168,7 +168,8 @@ def test_a_deepspeed_engine_step(stage, tiny_model_dir, monkeypatch):
               "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True,
               "steps_per_print": 10**9}
     with DeviceAudit() as audit:
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).to(DEV)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        model = model.to(DEV) if moved else model  # unmoved: DeepSpeed moves it, as on a GPU
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
                                           dist_init_required=False)

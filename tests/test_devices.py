@@ -90,9 +90,9 @@ def test_eval_generation_through_make_engine(tiny_model_dir):
     prompts = ["1+2=", "30+4=", "5"]
     with DeviceAudit() as audit:
         engine = make_engine(cfg, tiny_model_dir, tokenizer)
-        assert {audit.kind(p) for p in engine.model.parameters()} == {DEVICE}
         sampled = engine.generate(prompts, 2, sampling_params(cfg.generation))
         greedy = engine.generate(prompts, 1, SamplingParams(temperature=0.0, max_new_tokens=6))
+    assert {audit.kind(p) for p in engine.model.parameters()} == {DEVICE}
     assert len(sampled) == 6 and len(greedy) == 3
 
 
