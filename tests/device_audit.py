@@ -31,9 +31,11 @@ The audit places every first-party tensor where a GPU run with RLVR_DEVICE=cuda:
 `device` argument, cuda:N read as cpu:0), follows it from op to op, and refuses the mixes CUDA refuses,
 so a tensor rlvr puts on the wrong device fails here where it meets the model's tensors, with the line
 that made it. What it cannot see: tensors a library hands to rlvr (a tokenizer's return_tensors,
-torch.from_numpy), which stay untagged; ops in other threads and processes (the mode is per thread:
-vLLM, verifier workers); ops stricter than the rule above (a 0-dim host operand of a matmul); and what a
-GPU refuses for other reasons (dtypes, memory, NCCL).
+torch.from_numpy), which stay untagged; ops in other processes (vLLM, verifier workers: tests run with
+reward.workers=0) and in threads started before the `with` (the mode follows threads started inside
+it); ops stricter than the rule above (a 0-dim host operand of a matmul); a computation that stays on
+the host throughout (no mix: it would run on a GPU machine too, only slower); and what a GPU refuses
+for other reasons (dtypes, memory, NCCL).
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ import io
 import pickle
 import socket
 import sys
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
@@ -72,8 +75,10 @@ INDEXING = {"__getitem__", "__setitem__", "index_put_", "index_put"}
 SAME_DEVICE = "Expected all tensors to be on the same device"
 
 
-class DeviceMismatch(AssertionError):
-    """What a GPU run would raise as a RuntimeError."""
+class DeviceMismatch(BaseException):
+    """What a GPU run would raise as a RuntimeError. Not an Exception, like KeyboardInterrupt, so that no
+    `except Exception` on the way hides it (the verifier pool scores a crashing verifier as one failed
+    sample)."""
 
 
 class DeviceAudit(TorchFunctionMode):
@@ -179,7 +184,7 @@ class DeviceAudit(TorchFunctionMode):
     # ---- patches, alive only inside the `with` ----------------------------------------------------
     def __enter__(self):
         audit = self
-        module_to, new_parameter = nn.Module.to, nn.Parameter.__new__
+        module_to, new_parameter, thread_run = nn.Module.to, nn.Parameter.__new__, threading.Thread.run
 
         class Generator(torch._C.Generator, metaclass=_AnyGenerator):
             def __init__(self, device="cpu"):
@@ -202,7 +207,15 @@ class DeviceAudit(TorchFunctionMode):
                 audit.tags[p] = audit.kind(data)
             return p
 
+        def run(thread):  # the mode is per thread: it follows the threads started inside the `with`
+            TorchFunctionMode.__enter__(audit)
+            try:
+                thread_run(thread)
+            finally:
+                TorchFunctionMode.__exit__(audit, None, None, None)
+
         patch = self._patches.enter_context
+        patch(mock.patch.object(threading.Thread, "run", run))
         patch(mock.patch.object(torch, "Generator", Generator))
         patch(mock.patch.object(nn.Module, "to", to))
         patch(mock.patch.object(nn.Parameter, "__new__", staticmethod(parameter)))

@@ -4,6 +4,7 @@ nothing. The tensors here are made in a tests/ file, which the audit counts as f
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -110,6 +111,19 @@ def test_a_device_tensor_sent_by_an_object_collective(monkeypatch):
         with pytest.raises(DeviceMismatch, match="broadcast_object_list"):
             dist.broadcast_object_list([(1, x)], src=0)
         assert D.all_gather_object(x.cpu())[0].tolist() == [1.0, 1.0]
+
+
+def test_neither_a_thread_nor_an_except_exception_hides_a_mismatch():
+    def forgetful(x):
+        try:
+            return x + torch.ones(2)
+        except Exception:  # as the verifier pool does: a crashing verifier costs one sample
+            return None
+
+    with DeviceAudit():
+        x = torch.ones(2, device=DEV)
+        with ThreadPoolExecutor(1) as pool, pytest.raises(DeviceMismatch, match=made_here("Tensor.add")):
+            pool.submit(forgetful, x).result()  # as rlvr's RL trainer scores: in a thread
 
 
 # ---- what a GPU allows -------------------------------------------------------------------------

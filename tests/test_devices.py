@@ -73,9 +73,12 @@ def test_offline_kto(tiny_model_dir, tmp_path):
                   "trainer.offline_prompts=8", "trainer.batch_size=4", "trainer.micro_batch_size=2")
 
 
-def test_reward_model(tiny_model_dir, tmp_path):
+def test_reward_model_trained_then_scoring_grpo_samples(tiny_model_dir, tmp_path):
     audited_train("rm_arith.yaml", tiny_model_dir, tmp_path / "rm", "trainer.batch_size=8",
                   "trainer.micro_batch_size=4", "trainer.max_seq_len=32")
+    scorer = f"{{name: reward_model, options: {{model: {tmp_path / 'rm' / 'final'}, batch_size: 4}}}}"
+    audited_train("grpo_arith_rm.yaml", tiny_model_dir, tmp_path / "grpo_rm", *SAMPLING,
+                  f"reward.verifiers=[{scorer}]", "trainer.minibatch_size=8", "trainer.micro_batch_size=8")
 
 
 def test_eval_generation_through_make_engine(tiny_model_dir):
