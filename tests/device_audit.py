@@ -321,8 +321,10 @@ WORLD_OF_ONE = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR"
 
 
 def on_sentinel(monkeypatch, device: str = "cpu:0") -> None:
-    """RLVR_DEVICE=`device` in a world of one rank. The variables are set for one test only (pytest's
-    monkeypatch), so that no later subprocess inherits this process's MASTER_PORT."""
+    """RLVR_DEVICE=`device` in a world of one rank, for one test (pytest's monkeypatch undoes it after):
+    no later subprocess inherits this process's MASTER_PORT, and no later test the F.linear that a
+    DeepSpeed ZeRO-3 engine puts in place of torch's for good."""
     monkeypatch.setenv("RLVR_DEVICE", device)
     for key, value in WORLD_OF_ONE.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setattr(nn.functional, "linear", nn.functional.linear)
