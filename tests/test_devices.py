@@ -109,7 +109,7 @@ def test_a_forgotten_move_fails_the_audited_sft_run(tiny_model_dir, tmp_path):
             return sft_loss(token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:]), batch["loss_mask"],
                             num_tokens)
 
-    with pytest.raises(DeviceMismatch, match=r"made at rlvr/trainers/sft\.py:\d+") as caught:
+    with pytest.raises(DeviceMismatch, match=r"made at rlvr/data/collate\.py:\d+") as caught:
         audited_train("sft_arith.yaml", tiny_model_dir, tmp_path / "sft", "trainer.batch_size=8",
                       "trainer.micro_batch_size=4", trainer_class=HostBatches)
     assert "tests/test_devices.py" in str(caught.value)  # where the host batch met the model

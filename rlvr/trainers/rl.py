@@ -226,10 +226,11 @@ class RLTrainer(Trainer):
         t, plan, mask = self.t, self.plan, b.response_mask
         local_mb = t.minibatch_size // plan.ranks
         scale = plan.accumulation * plan.ranks  # undo DeepSpeed's averaging (see SFT)
-        sums = {"policy_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "value_loss": 0.0, "kl_loss": 0.0}
-        tokens_seen = 0.0
+        # summed on the device and read once at the end: a read per micro-batch would wait for the GPU
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        sums = dict.fromkeys(("tokens", "policy_loss", "clip_frac", "approx_kl", "value_loss", "kl_loss"), zero)
         # measured on the first minibatch, before its optimizer step: the policy that sampled
-        probe = {"entropy": 0.0, "logprob_mismatch": 0.0, "tokens": 0.0, "response_tokens": 0.0}
+        probe = dict.fromkeys(("entropy", "logprob_mismatch", "tokens", "response_tokens"), zero)
         n = t.samples_per_prompt
         for epoch in range(t.ppo_epochs):
             # whole groups stay together, so a minibatch computes each of its prompts once
@@ -250,10 +251,11 @@ class RLTrainer(Trainer):
                         with torch.no_grad():
                             tmask = mb.token_mask
                             h = ent.detach() if ent is not None else token_entropy(logits.detach())
-                            probe["entropy"] += float((h * mmask).sum())
-                            probe["response_tokens"] += float(mmask.sum())
-                            probe["logprob_mismatch"] += float(((lp.detach() - mb.gen_logprobs).abs() * tmask).sum())
-                            probe["tokens"] += float(tmask.sum())
+                            probe["entropy"] = probe["entropy"] + (h * mmask).sum()
+                            probe["response_tokens"] = probe["response_tokens"] + mmask.sum()
+                            mismatch = ((lp.detach() - mb.gen_logprobs).abs() * tmask).sum()
+                            probe["logprob_mismatch"] = probe["logprob_mismatch"] + mismatch
+                            probe["tokens"] = probe["tokens"] + tmask.sum()
                     del logits  # [B, T, V]: autograd keeps what backward needs, nothing more
                     pl, clipped = policy_loss(lp, old_lp[mi], adv[mi], t.clip_low, t.clip_high, t.dual_clip)
                     if weights is not None:  # rollout correction: the policy-gradient term alone
@@ -262,7 +264,7 @@ class RLTrainer(Trainer):
                     if ref_lp is not None and not t.kl_in_reward:
                         kl = kl_penalty(lp, ref_lp[mi], t.kl_estimator)
                         loss_tok = loss_tok + self.kl_ctl.beta * kl
-                        sums["kl_loss"] += float((kl * mmask).sum())
+                        sums["kl_loss"] = sums["kl_loss"] + (kl.detach() * mmask).sum()
                     if ent is not None:
                         loss_tok = loss_tok - t.entropy_coef * ent
                     loss = aggregate(loss_tok, mmask, t.loss_agg, n_tokens, t.minibatch_size,
@@ -270,19 +272,19 @@ class RLTrainer(Trainer):
                     self.actor.backward(loss * scale)
                     self.actor.step()
                     with torch.no_grad():
-                        sums["policy_loss"] += float((pl * mmask).sum())
-                        sums["clip_frac"] += float((clipped * mmask).sum())
-                        sums["approx_kl"] += float((0.5 * (lp - old_lp[mi]) ** 2 * mmask).sum())
-                    tokens_seen += float(mmask.sum())
+                        sums["policy_loss"] = sums["policy_loss"] + (pl * mmask).sum()
+                        sums["clip_frac"] = sums["clip_frac"] + (clipped * mmask).sum()
+                        sums["approx_kl"] = sums["approx_kl"] + (0.5 * (lp - old_lp[mi]) ** 2 * mmask).sum()
+                        sums["tokens"] = sums["tokens"] + mmask.sum()
                     if self.critic is not None:
                         v = self._values(mb)
                         vl = value_loss(v, values[mi], returns[mi], t.value_clip)
                         self.critic.backward(aggregate(vl, mmask, "token_mean", n_tokens) * t.vf_coef * scale)
                         self.critic.step()
-                        sums["value_loss"] += float((vl * mmask).sum())
-        totals = D.all_sum([tokens_seen, *sums.values()])
-        stats = {k: v / max(totals[0], 1.0) for k, v in zip(sums, totals[1:])}
-        entropy, mismatch, tokens, response_tokens = D.all_sum(list(probe.values()))
+                        sums["value_loss"] = sums["value_loss"] + (vl.detach() * mmask).sum()
+        tokens, *totals = D.all_sum(torch.stack(list(sums.values())).tolist())
+        stats = {k: v / max(tokens, 1.0) for k, v in zip(list(sums)[1:], totals)}
+        entropy, mismatch, tokens, response_tokens = D.all_sum(torch.stack(list(probe.values())).tolist())
         stats["entropy"] = entropy / max(response_tokens, 1.0)
         stats["logprob_mismatch"] = mismatch / max(tokens, 1.0)
         return stats
