@@ -29,7 +29,8 @@ def device() -> torch.device:
         try:
             dev = torch.device(forced)
         except RuntimeError:
-            raise UserError(f"RLVR_DEVICE: expected a torch device such as cpu, cuda or cuda:1, got {forced!r}") from None
+            raise UserError(f"RLVR_DEVICE: expected a torch device such as cpu, cuda or cuda:1, "
+                            f"got {forced!r}") from None
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", local_rank())
     elif torch.cuda.is_available():

@@ -98,8 +98,9 @@ class Rollouts:
         vs = [verifiers.Sample.from_row(rows[s.prompt_index], s.text) for s in samples]
         for s, score in zip(samples, self.pool.score(vs) if vs else []):
             s.row, s.reward, s.correct = rows[s.prompt_index], float(score.reward), score.correct
-            s.scores = {k: float(v) for k, v in score.details.items()
-                        if k in self.part_names and isinstance(v, (int, float))} or {self.part_names[0]: score.reward}
+            parts = {k: float(v) for k, v in score.details.items()
+                     if k in self.part_names and isinstance(v, (int, float))}
+            s.scores = parts or {self.part_names[0]: score.reward}
 
     def judge(self, rows: list[dict], samples: list[Sample]) -> list[bool]:
         """Correctness of one sample per row, in order."""

@@ -138,12 +138,14 @@ def validate_sections(cfg) -> None:
             raise UserError(f"generation.vllm.gpu_memory_utilization: expected a share in (0, 1], got "
                             f"{v.gpu_memory_utilization}")
         if v.tensor_parallel_size < 1:
-            raise UserError(f"generation.vllm.tensor_parallel_size: expected 1 or more, got {v.tensor_parallel_size}")
+            raise UserError(f"generation.vllm.tensor_parallel_size: expected 1 or more, "
+                            f"got {v.tensor_parallel_size}")
         if v.max_model_len is not None and v.max_model_len < 1:
             raise UserError(f"generation.vllm.max_model_len: expected a positive number, got {v.max_model_len}")
     if ds is not None:
         if ds.offload_param and ds.stage != 3:
-            raise UserError(f"deepspeed.offload_param: parameter offload needs deepspeed.stage=3, got stage {ds.stage}")
+            raise UserError(f"deepspeed.offload_param: parameter offload needs deepspeed.stage=3, "
+                            f"got stage {ds.stage}")
         if ds.offload_optimizer and ds.stage == 0:
             raise UserError("deepspeed.offload_optimizer: optimizer offload needs ZeRO, deepspeed.stage 1, 2 or 3")
         if ds.timeout_minutes <= 0:

@@ -122,7 +122,9 @@ class Trainer:
     def _sampler(self) -> torch.Generator | None:
         """The embedded generation engine's sampling RNG (other engines keep their own)."""
         rollouts = getattr(self, "rollouts", None)
-        return rollouts.rng if rollouts is not None else getattr(getattr(self, "generator", None), "generator", None)
+        if rollouts is not None:
+            return rollouts.rng
+        return getattr(getattr(self, "generator", None), "generator", None)
 
     def extra_rng(self) -> dict:
         """RNG states beyond Python's, NumPy's and torch's CPU one: the device's (a GPU's), and the

@@ -62,8 +62,8 @@ def deepspeed_config(cfg: DeepSpeedConfig, plan: BatchPlan, grad_clip: float, dt
         user = (json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)) or {}
         ignored = [k for k in ("optimizer", "scheduler") if k in user]
         if ignored:  # DeepSpeed prefers the optimizer and schedule rlvr passes it: the file's would be dropped
-            raise UserError(f"deepspeed.config_file: {path} sets '{ignored[0]}', which rlvr does not use: it builds "
-                            f"AdamW and its schedule from trainer.lr, betas, weight_decay, warmup_steps and "
+            raise UserError(f"deepspeed.config_file: {path} sets '{ignored[0]}', which rlvr does not use: it "
+                            f"builds AdamW and its schedule from trainer.lr, betas, weight_decay, warmup_steps and "
                             f"min_lr_ratio; remove the section")
         _merge(config, user)
     return config

@@ -71,7 +71,8 @@ class SFTTrainer(Trainer):
         self.plan = BatchPlan.make(t.batch_size, t.micro_batch_size, D.world_size())
         ds_config = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
         zero3 = hf_zero3_context(ds_config)  # must stay alive while the model loads
-        model = load_model(model_path, cfg.model.dtype, None if zero3 else self.device, cfg.model.attn_implementation)
+        model = load_model(model_path, cfg.model.dtype, None if zero3 else self.device,
+                           cfg.model.attn_implementation)
         self.engine = make_engine(model, ds_config, t.lr, t.betas, t.weight_decay, t.warmup_steps,
                                   t.max_steps, t.min_lr_ratio)
         self.engines = {"model": self.engine}
