@@ -41,12 +41,7 @@ from rlvr.errors import UserError
 from rlvr.models import load_model, load_tokenizer
 from rlvr.rollouts import Rollouts
 from rlvr.trainers.base import Trainer
-from rlvr.trainers.engines import (
-    BatchPlan,
-    deepspeed_config,
-    hf_zero3_context,
-    make_engine,
-)
+from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
 from rlvr.trainers.evaluation import rank_shard
 from rlvr.trainers.preference_pairs import Item, OfflinePairs, OnlinePairs, PairTokens
 from rlvr.trainers.rl_models import reference_engine

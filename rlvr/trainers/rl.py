@@ -14,15 +14,8 @@ import time
 import torch
 
 from rlvr import distributed as D
-from rlvr.algorithms.advantages import (
-    dr_grpo_advantages,
-    gae,
-    grpo_advantages,
-    masked_mean,
-    reinforce_pp_advantages,
-    rloo_advantages,
-    whiten,
-)
+from rlvr.algorithms.advantages import (dr_grpo_advantages, gae, grpo_advantages, masked_mean,
+                                        reinforce_pp_advantages, rloo_advantages, whiten)
 from rlvr.algorithms.controllers import KLController, RunningMoments
 from rlvr.algorithms.logprobs import entropy as token_entropy
 from rlvr.algorithms.logprobs import token_logprobs
@@ -35,19 +28,9 @@ from rlvr.generation.base import Sample
 from rlvr.models import disable_dropout, load_model, load_tokenizer
 from rlvr.rollouts import Rollouts
 from rlvr.trainers.base import Trainer
-from rlvr.trainers.engines import (
-    BatchPlan,
-    deepspeed_config,
-    hf_zero3_context,
-    make_engine,
-)
+from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
 from rlvr.trainers.rl_models import ValueModel, reference_engine
-from rlvr.trainers.rollout import (
-    RolloutBatch,
-    build_batch,
-    last_token_rewards,
-    shape_reward,
-)
+from rlvr.trainers.rollout import RolloutBatch, build_batch, last_token_rewards, shape_reward
 from rlvr.trainers.sampler import EpochSampler
 from rlvr.trainers.shared_prompts import response_logits
 

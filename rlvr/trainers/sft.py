@@ -19,12 +19,7 @@ from rlvr.data.templates import encode
 from rlvr.errors import UserError
 from rlvr.models import load_model, load_tokenizer
 from rlvr.trainers.base import Trainer
-from rlvr.trainers.engines import (
-    BatchPlan,
-    deepspeed_config,
-    hf_zero3_context,
-    make_engine,
-)
+from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
 from rlvr.trainers.evaluation import exact_match, greedy_accuracy
 from rlvr.trainers.sampler import EpochSampler
 from rlvr.trainers.zero3 import generation_engine
