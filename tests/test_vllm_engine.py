@@ -30,7 +30,6 @@ from rlvr.generation.vllm import (
     finish_reason,
     full_parameters,
     member_slice,
-    placement,
     tp_groups,
 )
 
@@ -186,10 +185,20 @@ def test_placement_of_a_rank_in_a_group():
 
 
 def test_a_process_alone_gets_one_engine_and_cannot_share_it():
-    assert not torch.distributed.is_initialized()
-    assert placement(1) == Placement(rank=0, world_size=1, tp=1, joined=False)
-    with pytest.raises(UserError, match="tensor_parallel_size: 2 needs 2 ranks.*runs alone"):
-        placement(2)
+    # in a fresh process: in-process trainer tests leave this one's process group started
+    script = (
+        "import pytest, torch\n"
+        "from rlvr.errors import UserError\n"
+        "from rlvr.generation.vllm import Placement, placement\n"
+        "assert not torch.distributed.is_initialized()\n"
+        "assert placement(1) == Placement(rank=0, world_size=1, tp=1, joined=False)\n"
+        "with pytest.raises(UserError, match='tensor_parallel_size: 2 needs 2 ranks.*runs alone'):\n"
+        "    placement(2)\n"
+        "print('OK')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-2000:]
 
 
 def test_member_slice_finds_each_ranks_requests():
