@@ -211,14 +211,18 @@ def ranks(model_dir: str, out_dir: str) -> None:
         record[key]["config"] = seen_by_vllm(engine)
         record[key]["tp_group"] = list(engine.placement.group)
 
-    started = time.monotonic()
-    engine = VLLMEngine(model_dir, dtype="float32", seed=0, kv_cache_gib=0.25,
-                        settings=VLLMConfig(tensor_parallel_size=2, max_model_len=256))
-    record["timings"]["tp2_build_s"] = time.monotonic() - started
     from vllm.distributed.parallel_state import get_tp_group
 
-    record["tp2"] = {"vllm_tp_ranks": list(get_tp_group().ranks)}
-    run_all(engine, "tp2")
+    def build(tp: int) -> VLLMEngine:
+        started = time.monotonic()
+        engine = VLLMEngine(model_dir, dtype="float32", seed=0, kv_cache_gib=0.25,
+                            settings=VLLMConfig(tensor_parallel_size=tp, max_model_len=256))
+        record["timings"][f"tp{tp}_build_s"] = time.monotonic() - started
+        record[f"tp{tp}"] = {"vllm_tp_ranks": list(get_tp_group().ranks)}
+        run_all(engine, f"tp{tp}")
+        return engine
+
+    engine = build(2)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -229,13 +233,7 @@ def ranks(model_dir: str, out_dir: str) -> None:
         record["tp2"]["prompts"], 1, SamplingParams(**GREEDY))]
     engine.close()
 
-    started = time.monotonic()
-    engine = VLLMEngine(model_dir, dtype="float32", seed=0, kv_cache_gib=0.25,
-                        settings=VLLMConfig(tensor_parallel_size=1, max_model_len=256))
-    record["timings"]["tp1_build_s"] = time.monotonic() - started
-    record["tp1"] = {"vllm_tp_ranks": list(get_tp_group().ranks)}
-    run_all(engine, "tp1")
-    engine.close()
+    build(1).close()
 
     total = torch.ones(1)
     dist.all_reduce(total)
