@@ -268,7 +268,7 @@ class PreferenceTrainer(Trainer):
         self.rollouts.after_update(self.actor)
 
     def evaluate(self, step: int) -> dict:
-        out = self._held_out_preferences() if getattr(self.pairs, "eval_items", None) else {}
+        out = self._held_out_preferences() if self.pairs.eval_items else {}
         if self.eval_rows:
             out["eval_accuracy"] = self.rollouts.greedy_accuracy(self.eval_rows, self.rollouts.sampling.max_new_tokens)
         return out

@@ -198,6 +198,7 @@ class OnlinePairs:
         self.tokens, self.rows, self.rollouts = tokens, rows, rollouts
         self.sampler = EpochSampler(len(rows), seed=self.t.seed)
         self.filler: Item | None = None
+        self.eval_items: list[Item] = []  # rounds have no held-out pairs; greedy accuracy judges them
         self.note: dict = {}
 
     def next(self) -> tuple[list[Item], dict]:
