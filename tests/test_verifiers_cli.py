@@ -1,15 +1,36 @@
 """`rlvr verify`: scoring a jsonl file, errors, and the audit mode (real subprocesses, real files)."""
+import argparse
 import json
+import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from rlvr.cli.verify import output_row, parse_options, read_rows, to_sample
+from rlvr.atomic import atomic_open
+from rlvr.cli.verify import (
+    NEEDS,
+    check_ranges,
+    lacks,
+    output_row,
+    parse_options,
+    read_rows,
+    to_json,
+    to_sample,
+)
 from rlvr.errors import UserError
 from verifiers import Score
-from verifiers.audit import build_cases, perturbations, read_gold, resolve_data, rewrites
+from verifiers.audit import (
+    build_cases,
+    perturbations,
+    read_gold,
+    resolve_data,
+    rewrites,
+)
+from verifiers.base import failure
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +58,85 @@ def test_rows_to_samples_and_back():
     assert sample.fields == {"tests": ["assert f()"], "id": 7}
     out = output_row(row, Score(reward=1.0, correct=True, reason="ok", details={"passed": 3}), 0.25)
     assert out == {**row, "reward": 1.0, "correct": True, "reason": "ok", "seconds": 0.25, "passed": 3}
+    # a sample the verifier raised on has no verdict: null, not a zero that reads as "wrong"
+    out = output_row(row, failure("exception", "exception: KeyError: 'x'"), 0.5)
+    assert (out["reward"], out["correct"], out["status"]) == (None, None, "exception")
+    assert output_row(row, failure("timeout", "timeout"), 0.5)["reward"] == 0.0  # a timeout is a verdict
+
+
+def test_rows_without_what_the_verifier_needs():
+    math, code = NEEDS["math"], NEEDS["code"]
+    assert [lacks(r, math) for r in ({}, {"reference": None}, {"reference": " "}, {"reference": 0},
+                                     {"reference": "7"})] == [True, True, True, False, False]
+    assert [lacks(r, code) for r in ({"entry_point": "f"}, {"tests": []}, {"tests": ["assert 1"]},
+                                     {"test": "def check(c): ...", "entry_point": "f"}, {"cases": [{}]})] == [
+        True, True, False, False, False]
+    assert not lacks({}, NEEDS.get("format"))  # a verifier that judges the completion alone needs nothing
+
+
+@pytest.mark.parametrize("workers,timeout,error", [
+    (-1, 5.0, r"--workers -1: expected 0"), (10**6, 5.0, r"--workers 1000000: expected 0"),
+    (2, 0.0, r"--timeout 0: expected"), (2, -1.0, r"--timeout -1: expected"),
+    (2, float("nan"), r"--timeout nan: expected"), (2, float("inf"), r"--timeout inf: expected"),
+    (2, 1e9, r"--timeout 1e\+09: expected"),
+])
+def test_range_checks(workers, timeout, error):
+    with pytest.raises(UserError, match=error):
+        check_ranges(argparse.Namespace(workers=workers, timeout=timeout))
+    check_ranges(argparse.Namespace(workers=0, timeout=0.01))
+    check_ranges(argparse.Namespace(workers=64, timeout=86400))
+
+
+def test_to_json_keeps_a_lone_surrogate():
+    row = {"completion": "\ud800 x", "note": "caf\u00e9"}
+    line = to_json(row)
+    assert json.loads(line) == row and line.encode("utf-8")
+    assert to_json({"note": "caf\u00e9"}) == '{"note": "caf\u00e9"}'  # readable text stays readable
+
+
+def test_atomic_open_is_whole_or_nothing(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("old\n")
+    path.chmod(0o640)
+    with pytest.raises(KeyboardInterrupt), atomic_open(path) as f:
+        f.write("half")
+        raise KeyboardInterrupt
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    with atomic_open(path) as f:
+        f.write("new\n")
+    assert path.read_text() == "new\n" and stat.S_IMODE(path.stat().st_mode) == 0o640
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(path)
+    with atomic_open(link) as f:
+        f.write("via link\n")
+    assert link.is_symlink() and path.read_text() == "via link\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with atomic_open(tmp_path / "sub" / "fresh.jsonl") as f:  # a missing folder is created
+        f.write("x")
+    assert stat.S_IMODE((tmp_path / "sub" / "fresh.jsonl").stat().st_mode) == 0o666 & ~umask
+
+
+def test_atomic_open_refuses_bad_paths_before_the_work(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for bad, error in [(tmp_path, "is a folder"), (tmp_path / "f" / "o.jsonl", "f is a file, not a folder"),
+                       (tmp_path / "f" / "a" / "o.jsonl", "f is a file, not a folder")]:
+        with pytest.raises(OSError, match=error), atomic_open(bad):
+            raise AssertionError("the block ran: the check came too late")
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_atomic_open_writes_a_fifo_in_place(tmp_path):
+    """A path that is no regular file (a fifo, /dev/null) is written, never renamed over."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    with atomic_open(fifo) as f:
+        f.write("through\n")
+    reader.join(timeout=10)
+    assert got == ["through\n"] and stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 def test_read_rows_names_file_and_line(tmp_path):
