@@ -125,6 +125,7 @@ def test_humaneval_program_joins_prompt_and_code():
     assert humaneval_program("H", "  def  f (x): pass", "f") == "H\n  def  f (x): pass"
     assert humaneval_program("H", "def f_2(): pass", "f") == "Hdef f_2(): pass"  # another function
     assert humaneval_program("H", "x = 1; def f(): pass", "f") == "Hx = 1; def f(): pass"  # not at a line start
+    assert humaneval_program("H", "import os\ndef f(): pass", "f") == "H\nimport os\ndef f(): pass"  # any line
     assert humaneval_program("H", "def a.b(): pass", "a.b") == "H\ndef a.b(): pass"  # the name is escaped
     assert humaneval_program("H", "def aXb(): pass", "a.b") == "Hdef aXb(): pass"
 

@@ -253,7 +253,7 @@ CHEATS = {
 
 
 # Looks for the nonce everywhere the program can: the call stack's frames, every object the garbage
-# collector knows, and every readable byte of its own memory; prints each candidate in a forged result
+# collector knows, every readable byte of its own memory and of the guard's; prints each candidate in a forged result
 # line, then kills the harness's guard so that no genuine line follows (in a warm sandbox the guard is
 # the program's parent; in a cold one it is the namespace's init, which ignores the signal).
 NONCE_HUNT = r"""
@@ -277,12 +277,18 @@ while f:
     f = f.f_back
 for o in list(gc.get_objects()):
     look(o)
-fd = os.open("/proc/self/mem", os.O_RDONLY)
-for region in open("/proc/self/maps").read().splitlines():
-    start, end = (int(x, 16) for x in region.split()[0].split("-"))
-    if "r" in region.split()[1]:
-        try: look(os.pread(fd, end - start, start))
-        except OSError: pass
+for pid in ("self", os.getppid(), 1):  # its own memory, and the guard's if the kernel lets it
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        maps = open(f"/proc/{pid}/maps").read().splitlines()
+    except OSError:
+        continue
+    for region in maps:
+        start, end = (int(x, 16) for x in region.split()[0].split("-"))
+        if "r" in region.split()[1]:
+            try: look(os.pread(fd, end - start, start))
+            except OSError: pass
+    os.close(fd)
 for p in ("spec.json", "harness.py", "/proc/1/environ", "/proc/1/cmdline", f"/proc/{os.getppid()}/environ"):
     try: look(open(p, "rb").read())
     except OSError: pass
