@@ -127,3 +127,14 @@ def test_caller_hard_limits_cap_the_sandbox():
     assert within_caller_limit(resource.RLIMIT_NOFILE, hard + 100) == hard
     assert within_caller_limit(resource.RLIMIT_NOFILE, 5) == 5
     assert within_caller_limit(resource.RLIMIT_NOFILE, hard) == hard
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_exit_codes_and_peak_memory_as_a_cold_python_reports_them(mode):
+    limits = Limits(wall_seconds=5.0)
+    r = run_in(mode, "raise SystemExit('bye')", limits)
+    assert (r.status, r.exit_code, r.stderr) == (Status.RUNTIME_ERROR, 1, "bye\n")
+    assert run_in(mode, "import sys\nsys.exit(3)", limits).exit_code == 3
+    r = run_in(mode, "x = bytearray(64 << 20)\nx[::4096] = b'x' * len(x[::4096])\nraise SystemExit", limits)
+    assert r.status is Status.OK and r.exit_code == 0
+    assert 64 << 20 <= r.peak_memory_bytes < limits.memory_bytes  # in bytes (rusage counts KiB)
