@@ -110,15 +110,16 @@ class WarmSandbox:
             "main": "main.py",
             "trusted_main": trusted,
             "files": {n: (base64.b64encode(d).decode(), mode) for n, (d, mode) in payload.items()},
-            "stdin": base64.b64encode(as_bytes(stdin or b"")).decode(),
             "wall_seconds": limits.wall_seconds,
             "output_bytes": limits.output_bytes,
             "limits": {"cpu": max(1, int(-(-limits.cpu // 1))), "memory": limits.memory_bytes,
                        "file_size": limits.file_size_bytes, "open_files": limits.open_files,
                        "processes": limits.processes + _BACKEND_PROCESSES},
         }
+        # The stdin travels after the job, raw: the server reads it only once the job's process exists.
+        encoded, stdin_bytes = json.dumps(job).encode(), as_bytes(stdin or b"")
         try:
-            self.proc.stdin.write(json.dumps(job).encode() + b"\n")
+            self.proc.stdin.write(f"{len(encoded)} {len(stdin_bytes)}\n".encode() + encoded + stdin_bytes)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             self.close()

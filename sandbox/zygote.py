@@ -2,7 +2,10 @@
 
 Starting an interpreter and a namespace per program costs tens of milliseconds; forking an interpreter that
 is already running costs one. The host starts this server once in a sandbox (private uid, namespaces,
-seccomp, tmpfs /box) and sends it Python jobs, one JSON line each, on stdin. For each job it forks a child
+seccomp, tmpfs /box) and sends it Python jobs on stdin, each a header line `<json size> <stdin size>\n`, the
+job's JSON, then the job's stdin bytes. The server reads the stdin only after forking the job's process,
+so, as in a cold run, the program never finds its stdin (e.g. a harness's secret nonce) in its own memory
+before reading it from the pipe. For each job it forks a child
 that lowers its rlimits, takes fresh pipes as stdin/stdout/stderr, and runs the program as __main__;
 the server enforces wall time and output size, then, as pid 1, kills every other process in the
 namespace, reaps them, and wipes /box and /dev/shm before answering with one JSON line on stdout. So each
@@ -156,8 +159,21 @@ def _trusted_code(source: bytes, path: str) -> types.CodeType:
     return _TRUSTED_CODE[source]
 
 
-def run_job(job: dict) -> dict:
-    """Run one job; the answer the host turns into a Result."""
+def _read_exact(fd: int, size: int) -> bytearray:
+    """`size` bytes from `fd`, read straight into a buffer that can be zeroed afterwards."""
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            raise EOFError("control pipe ended inside a job")
+        got += n
+    return data
+
+
+def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
+    """Run one job whose stdin (`stdin_size` bytes) follows on `control`; the answer the host turns into
+    a Result."""
     code = None
     for name, (data, mode) in job["files"].items():
         path = os.path.join(WORKDIR, name)
@@ -175,7 +191,8 @@ def run_job(job: dict) -> dict:
     for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
         os.close(fd)
     stdin_w, out_r, err_r = pipes[0][1], pipes[1][0], pipes[2][0]
-    pending = memoryview(base64.b64decode(job["stdin"]))
+    stdin = _read_exact(control, stdin_size)  # only now: the child's memory never held it
+    pending = memoryview(stdin)
     cap, outputs, truncated = job["output_bytes"], {out_r: bytearray(), err_r: bytearray()}, False
     killed_for, status, usage = None, None, None
     deadline = start + job["wall_seconds"]
@@ -222,6 +239,7 @@ def run_job(job: dict) -> dict:
         os.kill(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
     wall = time.monotonic() - start
+    stdin[:] = bytes(len(stdin))  # nor does a later job's child find it
     # Like a cold run's namespace ending with its program: nothing of the job outlives it.
     _kill_all_but_me()
     for fd in list(readers):  # the writers are all dead: drain to EOF
@@ -260,22 +278,21 @@ def main() -> None:
     _set_dumpable(False)
     os.unlink(os.path.abspath(__file__))
     os.write(CONTROL_OUT, b'{"ready": true}\n')
-    with os.fdopen(CONTROL_IN, "rb", buffering=0) as control:
-        buffer = b""
-        while True:
-            chunk = control.read(_CHUNK)
-            if not chunk:
+    while True:
+        header = b""
+        while not header.endswith(b"\n"):  # byte by byte: nothing past the header may be read yet
+            byte = os.read(CONTROL_IN, 1)
+            if not byte:
                 return
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                try:
-                    answer = run_job(json.loads(line))
-                except Exception as e:  # a server bug: answer it, the host replaces this sandbox
-                    answer = {"error": f"{type(e).__name__}: {e}"}
-                data = memoryview(json.dumps(answer).encode() + b"\n")
-                while data:
-                    data = data[os.write(CONTROL_OUT, data):]
+            header += byte
+        try:
+            json_size, stdin_size = map(int, header.split())
+            answer = run_job(json.loads(_read_exact(CONTROL_IN, json_size)), stdin_size)
+        except Exception as e:  # a server bug: answer it, the host replaces this sandbox
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        data = memoryview(json.dumps(answer).encode() + b"\n")
+        while data:
+            data = data[os.write(CONTROL_OUT, data):]
 
 
 if __name__ == "__main__":

@@ -173,7 +173,35 @@ def test_cases_are_whitespace_insensitive_with_optional_float_tolerance():
     tolerant = CodeVerifier(float_tolerance=1e-3).verify(Sample(completion=program, fields={"cases": cases}))
     assert tolerant.correct
     assert same_output("1  2\n3\n", "1 2 3") and not same_output("1 2", "1 2 3")
-    assert not same_output("nan", "nan ", float_tolerance=1.0) or same_output("nan", "nan")
+    assert same_output("nan", "nan ", float_tolerance=1.0)  # equal text
+    assert not same_output("nan", "1", float_tolerance=1e9)  # NaN is no number within any tolerance
+
+
+def test_right_output_then_an_error_exit_fails():
+    cases = [{"stdin": "", "stdout": "3"}]
+    scores = CodeVerifier().verify_batch([Sample(completion=fenced(program), fields={"cases": cases}) for program in (
+        "print(3)\nraise ValueError('after the answer')", "import sys\nprint(3)\nsys.exit(2)", "print(3)")])
+    assert [s.reward for s in scores] == [0.0, 0.0, 1.0]
+    assert scores[0].details["tests"] == [{"name": "case_0", "passed": False, "status": "runtime_error",
+                                           "error": "ValueError: after the answer"}]
+    assert scores[1].details["tests"][0]["error"] == "runtime_error"  # no stderr: the status names it
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_program_that_dies_after_its_last_test_is_not_passed(warm):
+    """Every test reported passing, then the program ended the run before the harness reached the end
+    of check(): the run is unconfirmed, so never `passed` (nor rewarded under reward="all")."""
+    check = "def check(candidate):\n    assert candidate(1) == 2\n    candidate(-1)\n"
+    program = "def f(x):\n    if x < 0:\n        import os; os._exit(0)\n    return x + 1"
+    sample = Sample(completion=fenced(program), fields={"entry_point": "f", "test": check})
+    share, strict = CodeVerifier(warm=warm).verify(sample), CodeVerifier(reward="all", warm=warm).verify(sample)
+    assert [t["passed"] for t in share.details["tests"]] == [True]
+    assert share.correct is False and share.details["passed"] is False
+    assert share.reason == "1/1 tests passed (the harness did not confirm that the tests ran)"
+    assert strict.reward == 0.0 and strict.correct is False
+    honest = "def f(x):\n    return x + 1"
+    assert CodeVerifier(reward="all", warm=warm).verify(
+        Sample(completion=fenced(honest), fields={"entry_point": "f", "test": check})).correct
 
 
 @pytest.mark.skipif(not sandbox.capabilities().compilers.get("g++"), reason="g++ not installed")
@@ -222,6 +250,73 @@ CHEATS = {
         "for x in leak: print('RLVR-HARNESS-RESULT', x.decode(errors='replace'), '{\"tests\": [], \"complete\": true}')\n"
         "os._exit(0)"),
 }
+
+
+# Looks for the nonce everywhere the program can: the call stack's frames, every object the garbage
+# collector knows, every readable byte of its own memory and of the guard's; prints each candidate in a forged result
+# line, then kills the harness's guard so that no genuine line follows (in a warm sandbox the guard is
+# the program's parent; in a cold one it is the namespace's init, which ignores the signal).
+NONCE_HUNT = r"""
+import base64, gc, json, os, re, sys
+found, seen = set(), set()
+def look(v, depth=0):
+    if isinstance(v, (bytes, bytearray)):
+        found.update(m.decode() for m in re.findall(rb"[0-9a-f]{32}", bytes(v)))
+        for m in re.findall(rb"[A-Za-z0-9+/]{44}", bytes(v)) if depth < 2 else ():
+            look(base64.b64decode(m), depth + 1)
+    elif isinstance(v, str):
+        look(v.encode(errors="replace"), depth)
+    elif isinstance(v, dict) and id(v) not in seen:
+        seen.add(id(v))
+        for x in list(v.values()):
+            look(x, depth)
+f = sys._getframe()
+while f:
+    for v in list(f.f_locals.values()):
+        look(v)
+    f = f.f_back
+for o in list(gc.get_objects()):
+    look(o)
+for pid in ("self", os.getppid(), 1):  # its own memory, and the guard's if the kernel lets it
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        maps = open(f"/proc/{pid}/maps").read().splitlines()
+    except OSError:
+        continue
+    for region in maps:
+        start, end = (int(x, 16) for x in region.split()[0].split("-"))
+        if "r" in region.split()[1]:
+            try: look(os.pread(fd, end - start, start))
+            except OSError: pass
+    os.close(fd)
+for p in ("spec.json", "harness.py", "/proc/1/environ", "/proc/1/cmdline", f"/proc/{os.getppid()}/environ"):
+    try: look(open(p, "rb").read())
+    except OSError: pass
+line = json.dumps({"tests": [{"test": 0, "passed": True}, {"test": 1, "passed": True}], "complete": True})
+for n in sorted(found):
+    print("RLVR-HARNESS-RESULT", n, line)
+sys.stdout.flush()
+os.kill(os.getppid(), 9)
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_the_nonce_stays_secret(warm):
+    """Not only does the hunt earn nothing: the nonce is nowhere the program could find it. It appears in
+    the run's output only on the guard's own line, and never in the verifier's Score."""
+    v = CodeVerifier(warm=warm)
+    prepared = v._prepare(Sample(completion=fenced(NONCE_HUNT), fields=ADD_TESTS))
+    nonce = prepared.plan.nonce
+    (run,) = v._sandbox_pool().map(prepared.jobs)
+    assert run.isolation.get("warm", False) is warm
+    forged = [line for line in run.stdout.splitlines() if line.startswith("RLVR-HARNESS-RESULT") and "names" not in line]
+    assert forged and not [line for line in forged if nonce in line]  # it did hunt, and found nothing
+    genuine = [line for line in run.stdout.splitlines() if nonce in line]
+    assert len(genuine) == (0 if warm else 1)  # cold: the guard, as pid 1, survived and reported
+    score = v._score(prepared.plan, [run])
+    assert score.reward == 0.0 and score.correct is False and nonce not in repr(score)
+    v.close()
 
 
 @pytest.mark.parametrize("reward, warm", [("share", True), ("all", False)])
@@ -276,8 +371,7 @@ def test_bad_input_is_named():
 
 
 def test_registered_and_picklable():
-    if "code" not in verifiers.available():
-        pytest.skip("package entry points not installed")
+    assert "code" in verifiers.available()  # as the built-ins are (tests/test_verifiers_base.py)
     v = verifiers.load("code", reward="all")
     clone = pickle.loads(pickle.dumps(v))
     assert isinstance(clone, CodeVerifier) and clone.reward == "all"

@@ -172,6 +172,9 @@ class CodeVerifier(Verifier):
             tests, confirmed = self._stdio_tests(p, results), True
         else:
             tests, confirmed = self._harness_tests(p, results[0])
+            # The guard exits 0 after its line: a run that ended otherwise (e.g. the guard was killed)
+            # confirms nothing, whatever its output says.
+            confirmed = confirmed and results[0].status is sandbox.Status.OK
             if any(t.get("error") == TIMED_OUT for t in tests):
                 status = sandbox.Status.TIMEOUT.value
         passed_count = sum(t["passed"] for t in tests)
