@@ -9,6 +9,7 @@ import functools
 import hashlib
 import importlib.util
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -74,28 +75,147 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
-def resolve_model(name: str, gguf_file: str | None = None) -> str:
-    """A model reference -> something `from_pretrained` loads without a GGUF: a local folder or a hub id."""
+def resolve_model(name: str, gguf_file: str | None = None, key: str = "model.name") -> str:
+    """A model reference -> something `from_pretrained` loads without a GGUF: a local folder or a hub id.
+    `key` is the config key errors name."""
     if name == SMOLLM2:
         return str(convert_gguf(smollm2_gguf_path(), cache_dir() / "models" / SMOLLM2))
     path = Path(name)
     if name.endswith(".gguf"):
         if not path.is_file():
-            raise UserError(f"model.name: GGUF file not found: {name}")
+            raise UserError(f"{key}: GGUF file not found: {name}")
         gguf_file, path = path.name, path.parent
     if gguf_file:
         source = path / gguf_file
         if not source.is_file():
             raise UserError(f"model.gguf_file: not found: {source}")
-        key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
-        return str(convert_gguf(source, cache_dir() / "models" / f"{source.stem}-{key}"))
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise UserError(f"model.name: {name} is not an HF model folder (no config.json)")
-        return str(path)
-    if name == "tiny":
+        digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
+        return str(convert_gguf(source, cache_dir() / "models" / f"{source.stem}-{digest}"))
+    if name == "tiny" and not path.exists():
         raise UserError("model.name: 'tiny' is built by the trainer; use build_tiny_model() elsewhere")
-    return name  # a hub id; transformers downloads it (not available offline)
+    return local_or_hub(name, key)
+
+
+def check_model(cfg: ModelConfig) -> None:
+    """Fail now, in one line, on a model reference that cannot load: a missing or incomplete folder, corrupt
+    weights, a malformed hub id (GGUF files are only checked for being there: converting them is slow)."""
+    if cfg.name in ("tiny", SMOLLM2):
+        return
+    if cfg.name.endswith(".gguf") and not Path(cfg.name).is_file():
+        raise UserError(f"model.name: GGUF file not found: {cfg.name}")
+    if cfg.gguf_file and not (Path(cfg.name) / cfg.gguf_file).is_file():
+        raise UserError(f"model.gguf_file: not found: {Path(cfg.name) / cfg.gguf_file}")
+    if not (cfg.name.endswith(".gguf") or cfg.gguf_file):
+        local_or_hub(cfg.name)
+
+
+def looks_like_path(name: str) -> bool:
+    """A hub id is `name` or `owner/name`; anything else with a slash, or starting like a path, is a path.
+    `owner/name` is a path too when `owner` is a local folder (runs/sft, out/model)."""
+    if name.startswith((".", "~", "/")) or "\\" in name or name.endswith("/"):
+        return True
+    parts = name.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
+
+
+def local_or_hub(name: str, key: str = "model.name") -> str:
+    """`name` as a checked local model folder, or as a hub id when it is not a path."""
+    path = Path(name).expanduser()
+    if path.exists():
+        check_model_folder(path, name, key)
+        return str(path)
+    if looks_like_path(name):
+        where = f" (relative to {Path.cwd()})" if not path.is_absolute() else ""
+        if name.count("/") == 1 and not name.startswith((".", "~", "/")):
+            where += f"; read as a path, not a hub id, because ./{name.split('/')[0]} is a folder here"
+        raise UserError(f"{key}: no such model folder: {name}{where}{_what_makes(path)}")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise UserError(f"{key}: {name!r} is neither a local folder nor a hub model id "
+                        "(owner/name)") from None
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise UserError(f"{key}: {name!r} is not a local folder, and the hub model of that name is not "
+                        "in the Hugging Face cache (HF_HUB_OFFLINE is set, so it cannot be downloaded)")
+    return name  # a hub id; transformers downloads it, or takes it from its cache
+
+
+def _what_makes(path: Path) -> str:
+    """Where a missing model folder would come from, when its name says (a quickstart's or a run's output)."""
+    parts = path.parts
+    if "quickstart" in parts and parts[-1] == "final":
+        return "; `rlvr quickstart` makes it (`rlvr quickstart --rl-steps 0` runs only its SFT stage)"
+    if parts[-1] == "final" or "checkpoints" in parts:
+        run = path.parent if parts[-1] == "final" else Path(*parts[:parts.index("checkpoints")])
+        return f"; a training run writes it: train a config with logging.out_dir: {run} first"
+    return ""
+
+
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+           "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_model_folder(path: Path, name: str, key: str = "model.name") -> None:
+    """An HF folder that will load: config.json, weights (safetensors checked against their headers, which
+    catches truncated and zeroed files without reading the tensors) and a tokenizer."""
+    if not path.is_dir():
+        raise UserError(f"{key}: {name} is a file; expected an HF model folder or a .gguf file")
+    if not (path / "config.json").is_file():
+        for inner in ("final", "initial_model"):
+            if (path / inner / "config.json").is_file():
+                raise UserError(f"{key}: {name} is a training run folder, not a model; its model is "
+                                f"{path / inner}")
+        raise UserError(f"{key}: {name} is not an HF model folder: it has no config.json")
+    try:
+        json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{key}: {path / 'config.json'} is corrupt: not valid JSON ({e})") from None
+    weights = [w for w in WEIGHTS if (path / w).is_file()]
+    if not weights:
+        raise UserError(f"{key}: {name} has config.json but no weights ({' or '.join(WEIGHTS[::2])})")
+    if not any((path / t).is_file() for t in TOKENIZER_FILES):
+        raise UserError(f"{key}: {name} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    if weights[0] == "model.safetensors":
+        check_safetensors(path / "model.safetensors", key)
+    elif weights[0] == "model.safetensors.index.json":
+        index = path / weights[0]
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"{key}: {index} is corrupt ({type(e).__name__}: {e})") from None
+        for shard in shards:
+            if not (path / shard).is_file():
+                raise UserError(f"{key}: {path / shard} is missing (listed in {index.name})")
+            check_safetensors(path / shard, key)
+
+
+def check_safetensors(file: Path, key: str = "model.name") -> None:
+    """The file is as long as its header says: an 8-byte little-endian header length, a JSON header whose
+    tensors' data_offsets end where the file ends."""
+    size = file.stat().st_size
+    problem = None
+    with open(file, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else 0
+        if not 0 < n <= size - 8:
+            problem = "no valid header (zeroed or truncated)"
+        else:
+            try:
+                header = json.loads(f.read(n))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, IndexError,
+                    AttributeError):
+                problem = "its header is not valid (zeroed or overwritten)"
+            else:
+                if 8 + n + end != size:
+                    problem = f"it is {size} bytes but its header describes {8 + n + end} (truncated?)"
+    if problem:
+        raise UserError(f"{key}: corrupt weights file {file}: {problem}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,7 +291,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:  # a hub id that cannot be fetched, a tokenizer file it cannot read
+        raise UserError(f"model.name: cannot load the tokenizer of '{path}': "
+                        f"{str(e).splitlines()[0]}") from None
     tokenizer.padding_side = "left"  # generation pads on the left; training builds its own batches
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -188,6 +312,7 @@ def torch_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
 def load_model(path: str, dtype: str = "float32", device: torch.device | None = None,
                attn_implementation: str = "sdpa"):
     """A causal LM in `dtype`, moved to `device` when one is given (DeepSpeed moves the models it wraps)."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
@@ -195,6 +320,8 @@ def load_model(path: str, dtype: str = "float32", device: torch.device | None = 
                                                      attn_implementation=attn_implementation)
     except OSError as e:
         raise UserError(f"model.name: cannot load '{path}': {str(e).splitlines()[0]}") from None
+    except SafetensorError as e:  # corrupt in a way the header check in check_model_folder cannot see
+        raise UserError(f"model.name: cannot load the weights of '{path}': {e}") from None
     except (ImportError, ValueError) as e:
         if attn_implementation in str(e) or "flash" in str(e).lower():
             raise UserError(f"model.attn_implementation: {attn_implementation} is not available here: "

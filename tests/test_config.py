@@ -90,3 +90,23 @@ def test_a_partial_section_keeps_the_kinds_own_defaults():
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     assert load_config(path).kind in path.read_text()
+
+
+@pytest.mark.parametrize("text, needle", [
+    (b"", r"c\.yaml: the file is empty"),
+    (b"# kind: rl\n\n", r"c\.yaml: the file is empty"),
+    (b"model: {name: tiny}\n", r"c\.yaml: no `kind:` key; expected one of 'sft'"),
+    (b"kind: sft\n\n# caf\xe9\n", r"c\.yaml line 3: not UTF-8 text \(byte 0xe9\)"),
+])
+def test_a_config_file_must_be_utf8_and_say_its_kind(tmp_path, text, needle):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text)
+    with pytest.raises(UserError, match=needle):
+        load_config(path)
+
+
+def test_kind_may_come_from_an_override_and_a_bom_is_fine(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xef\xbb\xbfmodel: {name: tiny}\n")
+    assert load_config(path, ["kind=rl"]).kind == "rl"
+    assert config_from_dict({}).kind == "sft"  # configs built in code keep their default

@@ -129,3 +129,89 @@ def test_templates(tiny_model_dir):
     assert render_prompt(tok, "1+2", DataConfig(system_prompt="be brief")) == \
         "<|system|>be brief<|user|>1+2<|assistant|>"
     assert render_prompt(tok, "1+2", DataConfig(template="plain", prompt_format="Q: {prompt}\nA:")) == "Q: 1+2\nA:"
+
+
+def test_line_numbers_count_blank_lines_and_carriage_returns(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"prompt": "a"}\r\n\r\n\n{"prompt": 5}\n')
+    with pytest.raises(UserError, match=r"d\.jsonl line 4: field 'prompt': expected str, got int"):
+        load_rows(DataConfig(source=str(path)))
+    skipped = load_rows(DataConfig(source=str(path), on_bad_row="skip"))
+    assert skipped.skipped == 1 and [r["prompt"] for r in skipped.rows] == ["a"]
+
+
+def test_a_line_separator_inside_a_string_is_not_a_new_line(tmp_path):
+    # U+2028 is valid raw inside a JSON string; str.splitlines() would cut the row in two
+    path = tmp_path / "d.jsonl"
+    row = json.dumps({"prompt": "a\u2028b"}, ensure_ascii=False) + "\n"
+    path.write_text(row + json.dumps({"prompt": 1}) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"line 2: field 'prompt'"):
+        load_rows(DataConfig(source=str(path)))
+    path.write_text(json.dumps({"prompt": "a\u2028b"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert load_rows(DataConfig(source=str(path))).rows[0]["prompt"] == "a\u2028b"
+
+
+def test_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"prompt": "a"}\n\n{"prompt": "caf\xe9"}\n')
+    with pytest.raises(UserError, match=r"d\.jsonl line 3: not UTF-8 text \(byte 0xe9"):
+        load_rows(DataConfig(source=str(path)))
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "a"}\n')  # a BOM, as some editors write, is fine
+    assert load_rows(DataConfig(source=str(path))).rows == [{"prompt": "a"}]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[1, 2, 3]", r"d\.json element 1: expected a JSON object, got int 1"),
+    ('[{"prompt": "a"}, ["x"]]', r"d\.json element 2: expected a JSON object, got list \[\"x\"\]"),
+    ('{"prompt": "a"}\n"b"\n', r"d\.json line 2: expected a JSON object, got str"),
+    ('{\n "rows": [{"prompt": "a"}]\n}\n', r"d\.json: one JSON object over several lines \(keys: rows\)"),
+    ('{"prompt": "a"\n', r"d\.json line 1: not valid JSON"),
+])
+def test_json_that_is_not_rows_of_objects(tmp_path, text, needle):
+    path = tmp_path / "d.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=needle):
+        load_rows(DataConfig(source=str(path)))
+
+
+def test_a_json_array_and_one_object_on_one_line_are_rows(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text('\n  [{"prompt": "a"},\n   {"prompt": "b"}]\n')
+    assert [r["prompt"] for r in load_rows(DataConfig(source=str(path))).rows] == ["a", "b"]
+    path.write_text('{"prompt": "a"}')
+    assert load_rows(DataConfig(source=str(path))).rows == [{"prompt": "a"}]
+
+
+@pytest.mark.parametrize("name, data", [("d.jsonl", b""), ("d.jsonl", b"\n \n\t\n"), ("d.json", b" [ ] "),
+                                        ("d.jsonl.gz", gzip.compress(b"\n"))])
+def test_an_empty_data_file_is_named(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(UserError, match=rf"{name}: no rows in the file"):
+        load_rows(DataConfig(source=str(path)))
+
+
+def test_every_row_skipped_is_an_error_not_an_empty_run(tmp_path):
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"q": "a"}, {"q": "b"}])
+    with pytest.raises(UserError, match=r"d\.jsonl: every row is bad \(all 2 skipped"):
+        load_rows(DataConfig(source=path, on_bad_row="skip"))
+
+
+def test_a_truncated_gzip_is_named(tmp_path):
+    path = tmp_path / "d.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"prompt": "a"}\n' * 100)[:-30])
+    with pytest.raises(UserError, match=r"cannot read .*d\.jsonl\.gz"):
+        load_rows(DataConfig(source=str(path)))
+
+
+def test_parquet_rows_are_named_by_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"prompt": ["a", None, "c"]}), path)
+    with pytest.raises(UserError, match=r"d\.parquet row 2: missing field 'prompt'"):
+        load_rows(DataConfig(source=str(path)))
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string())}), path)
+    with pytest.raises(UserError, match=r"d\.parquet: no rows in the file"):
+        load_rows(DataConfig(source=str(path)))

@@ -82,6 +82,9 @@ def build_config(args: argparse.Namespace):
 
     if args.run and args.model:
         raise UserError("eval: --run evaluates the run's own checkpoints; leave out --model")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"eval: --limit: expected a number of problems >= 1, got {args.limit} "
+                        "(leave it out for the whole split)")
     config_path, overrides = split_args(args.args)
     raw = read_yaml(config_path) if config_path else {"kind": "eval"}
     if raw.get("kind", "eval") != "eval":
@@ -123,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"[rlvr] results: {cfg.eval.out_dir}/results.json; plot: {combined['plot']}")
         return 0
     from rlvr.eval.runner import run_eval
+    from rlvr.models import check_model
 
+    check_model(cfg.model)  # before the output folder is made and the problems are read
     run_eval(cfg)
     print(Path(cfg.eval.out_dir, "results.md").read_text(), end="")
     print(f"[rlvr] generations and verdicts: {cfg.eval.out_dir}/generations.jsonl")

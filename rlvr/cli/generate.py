@@ -29,22 +29,24 @@ def read_prompts(path: str, field: str) -> list[dict]:
         raise UserError(f"prompts file not found: {p}")
     if p.suffix == ".txt":
         return [{field: line} for line in p.read_text().splitlines() if line.strip()]
-    from rlvr.data import read_file
+    from rlvr.data.loading import read_located
 
-    rows = read_file(p)
-    for i, row in enumerate(rows, 1):
+    located = read_located(p)
+    for where, row in located:
         if not isinstance(row.get(field), str):
-            raise UserError(f"{p} line {i}: expected a string field '{field}' (set data.fields.prompt)")
-    return rows
+            raise UserError(f"{p} {where}: expected a string field '{field}' (set data.fields.prompt)")
+    return [row for _, row in located]
 
 
 def run(args: argparse.Namespace) -> int:
+    from rlvr.models import check_model, load_tokenizer, prepare_model
+
     cfg = load_config(args.config, args.overrides)
+    check_model(cfg.model)  # a missing or broken model folder fails before anything is read or built
     rows = read_prompts(args.prompts, cfg.data.fields.prompt)
     from rlvr.data import render_prompt
     from rlvr.generation import sampling_params
     from rlvr.generation.factory import make_engine
-    from rlvr.models import load_tokenizer, prepare_model
 
     model_path = prepare_model(cfg.model, Path(args.out).parent / ".generate_model")
     tokenizer = load_tokenizer(model_path)

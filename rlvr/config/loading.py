@@ -178,19 +178,35 @@ def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{path} line {line}: not UTF-8 text (byte {raw[e.start]:#04x}); save the file "
+                        "as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        raise UserError(f"{path}: the file is empty (or only comments); a config needs at least `kind:`")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of sections at the top level")
     return data
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Any:
-    return config_from_dict(read_yaml(path), list(overrides), source=str(path))
+    """The typed config of a YAML file. The file must say its `kind`: a missing one would silently train
+    with another kind's defaults (config_from_dict's default 'sft' is for configs built in code)."""
+    data = read_yaml(path)
+    if "kind" not in data and not any(parse_override(o)[0] == "kind" for o in overrides):
+        from rlvr.config import KINDS
+
+        raise UserError(f"{path}: no `kind:` key; expected one of {', '.join(map(repr, KINDS))}")
+    return config_from_dict(data, list(overrides), source=str(path))
 
 
 def to_dict(cfg: Any) -> dict:
