@@ -246,6 +246,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--nproc: expected a number of ranks >= 1, got {args.nproc}")
     cfg = load_config(args.config, overrides)  # fail here, before any rank starts
     launched = "LOCAL_RANK" in os.environ
+    if not launched:  # a missing or corrupt model fails before the launcher, and before the run folder exists
+        from rlvr.models import check_model
+
+        check_model(cfg.model)
     if ((args.nproc or 1) > 1 or args.hostfile or args.include or args.exclude) and not launched:
         return launch(args, overrides)
     from rlvr.trainers import trainer_for

@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.bad_inputs import Case
 from tests.conftest import REPO
 
@@ -54,7 +56,8 @@ CASES = [
     # ---- model paths ---------------------------------------------------------------------------
     # The README's stage-3 command, typed before the quickstart made the model it starts from.
     Case("readme-grpo-before-quickstart", ["train", str(REPO / "configs" / "grpo_arith.yaml")],
-         error=r"no such model folder: runs/quickstart/sft/final .*rlvr quickstart"),
+         error=r"no such model folder: runs/quickstart/sft/final .*rlvr quickstart",
+         check=lambda d, res: not (d / "runs").exists() or pytest.fail("a run folder was left behind")),
     Case("train-model-folder-missing", ["train", "c.yaml"],
          {"c.yaml": "kind: sft\nmodel: {name: ./models/mine}\n"},
          error=r"model\.name: no such model folder: \./models/mine", unchanged=("c.yaml",)),
