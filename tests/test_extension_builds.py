@@ -56,8 +56,8 @@ def test_a_lock_nobody_holds_is_removed_in_one_line(tmp_path, capsys):
     (tmp_path / "lock").touch()
     assert timed(E.wait_for_lock, "op", tmp_path, grace=0.3) >= 0.3
     assert not (tmp_path / "lock").exists()
-    line = f"[rlvr] removed {tmp_path / 'lock'}: a lock left by a op build that was killed (no process holds it)"
-    assert capsys.readouterr().err.splitlines() == [line]
+    why = "a lock left by a op build that was killed (no process holds it)"
+    assert capsys.readouterr().err.splitlines() == [f"[rlvr] removed {tmp_path / 'lock'}: {why}"]
 
 
 def test_a_live_build_is_waited_for_and_its_lock_left_to_it(tmp_path, capsys):
