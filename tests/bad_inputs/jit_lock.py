@@ -34,5 +34,5 @@ def _no_build(case_dir: Path, result) -> None:
 CASES = [
     Case("jit-lock-stale-shm-comm", SFT, {"c.yaml": SFT_YAML, "ext/deepspeed_shm_comm/lock": ""},
          exit=0, error=None, output=r"\[rlvr\] done", env={"TORCH_EXTENSIONS_DIR": "{dir}/ext"}, timeout=60,
-         check=_no_build),
+         check=_no_build, slow=True),
 ]
