@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ def filesystem_type(path: Path, mountinfo: str | None = None) -> str:
         fields = left.split()
         if len(fields) < 5 or not right:
             continue
-        point = fields[4].encode().decode("unicode_escape")  # mountinfo writes a space as \040
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # a space is \040 there
         inside = target == point or target.startswith(point.rstrip("/") + "/")
         if inside and len(point) >= len(best):
             best, kind = point, right.split()[0]
@@ -179,10 +180,10 @@ def _remove_if_stale(lock: Path, seen: os.stat_result) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             now = os.stat(lock)
+            same = _file_id(now) == _file_id(seen) and now.st_ctime_ns == seen.st_ctime_ns
+            if not same or find_owners(lock).pids:
+                return False
         except FileNotFoundError:
-            return False
-        same = _file_id(now) == _file_id(seen) and now.st_ctime_ns == seen.st_ctime_ns
-        if not same or find_owners(lock).pids:
             return False
         os.remove(lock)
         return True

@@ -129,13 +129,15 @@ def test_a_lock_that_cannot_be_judged_is_waited_on_after_one_line(tmp_path, monk
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-40 22 0:35 / /home rw,relatime shared:2 - nfs4 server:/home rw,vers=4.2
-41 40 0:36 / /home/me/scratch\\040space rw - tmpfs tmpfs rw
+40 22 0:35 / /rlvrhome rw,relatime shared:2 - nfs4 server:/rlvrhome rw,vers=4.2
+41 40 0:36 / /rlvrhome/me/scratch\\040space rw - tmpfs tmpfs rw
+42 22 0:37 / /rlvrmnt/dätä rw - xfs /dev/sdb rw
 """
 
 
-@pytest.mark.parametrize("path,kind", [("/var/x", "ext4"), ("/home/me/.cache/lock", "nfs4"),
-                                       ("/homer", "ext4"), ("/home/me/scratch space/x", "tmpfs")])
+@pytest.mark.parametrize("path,kind", [("/rlvrvar/x", "ext4"), ("/rlvrhome/me/.cache/lock", "nfs4"),
+                                       ("/rlvrhomer", "ext4"), ("/rlvrhome/me/scratch space/x", "tmpfs"),
+                                       ("/rlvrmnt/dätä/x", "xfs")])
 def test_filesystem_type_is_that_of_the_innermost_mount(path, kind):
     assert E.filesystem_type(path, MOUNTINFO) == kind
 
