@@ -34,9 +34,28 @@ def init(timeout_minutes: float = 30.0) -> torch.device:
     dev = devices.set_up()
     import deepspeed
 
+    _skip_shm_comm_op()
     deepspeed.init_distributed(dist_backend="cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo",
                                verbose=False, timeout=timedelta(minutes=timeout_minutes))
     return dev
+
+
+def _skip_shm_comm_op() -> None:
+    """Keep DeepSpeed from loading its CPU shared-memory comm op when the group starts.
+
+    That op serves only `deepspeed.comm.inference_all_reduce`, which rlvr never calls, yet on the CPU
+    accelerator `init_distributed` JIT-compiles it (about 80 s when not cached) and, built or not, takes
+    torch's file lock `<build dir>/lock` on every load: a run killed while it held that lock left every
+    later run waiting on it forever, silently. DeepSpeed reads `deepspeed.ops.__compatible_ops__` (built on
+    first access and then kept, so an edit persists) before it builds. On GPUs the accelerator has no such
+    builder: the dict is left alone there, since reading it runs DeepSpeed's compatibility probe."""
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().get_op_builder("ShareMemCommBuilder")
+    if builder is not None:
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__[builder.NAME] = False
 
 
 def rank() -> int:

@@ -13,6 +13,7 @@ restart after a timeout costs a fork, not a fresh sympy import.
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import threading
 import time
 from collections import deque
@@ -26,6 +27,10 @@ BATCH_CHUNK = 256  # samples per message to a verifier that batches
 
 
 def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None) -> None:
+    # Ctrl-C reaches the whole foreground process group: the parent turns it into its one-line exit and
+    # closes the pool; a worker's own KeyboardInterrupt would only add a traceback per worker. A worker
+    # whose parent is gone without closing it still ends: its pipe reads EOF.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_mb:
         import resource
 

@@ -11,6 +11,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from rlvr import distributed as D
+from rlvr import extension_builds
 from rlvr.config import DeepSpeedConfig
 from rlvr.errors import UserError
 from rlvr.trainers.schedule import warmup_cosine
@@ -97,8 +98,10 @@ def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay
     import deepspeed
 
     cpu_adam = offloads_optimizer(config)
-    if cpu_adam:
+    if cpu_adam and _cpu_adam_is_jit_built():
         _announce_cpu_adam()
+        # torch waits silently and forever on a lock left by a build that was killed: judge it first
+        extension_builds.wait_for_lock("cpu_adam")
 
     def optimizer(params):
         if cpu_adam:
@@ -120,15 +123,20 @@ def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay
     return engine
 
 
-@functools.cache
-def _announce_cpu_adam() -> None:
-    """Say why the run may be quiet for a while: a DeepSpeed installed without prebuilt ops (DS_BUILD_OPS=0)
-    compiles CPU Adam on its first use."""
+def _cpu_adam_is_jit_built() -> bool:
+    """A DeepSpeed installed without prebuilt ops (DS_BUILD_OPS=0) compiles CPU Adam on its first use and
+    takes torch's build lock on every load."""
     from deepspeed.git_version_info import installed_ops
 
-    if D.is_main() and not installed_ops.get("cpu_adam"):
-        tqdm.write("[rlvr] DeepSpeed CPU Adam: compiled on its first use into ~/.cache/torch_extensions "
-                   "(a minute or two); let that finish: a run killed meanwhile can leave a lock there")
+    return not installed_ops.get("cpu_adam")
+
+
+@functools.cache
+def _announce_cpu_adam() -> None:
+    """Say why the run may be quiet for a while (the first build takes a minute or two)."""
+    if D.is_main():
+        tqdm.write(f"[rlvr] DeepSpeed CPU Adam: compiled on its first use into "
+                   f"{extension_builds.build_dir('cpu_adam')} (a minute or two)")
 
 
 def describe(engine) -> str:
