@@ -21,6 +21,7 @@ SHARD = "deepspeed/model/state/mp_rank_00_model_states.pt"
 def make_checkpoint(folder: Path, step: int = 1, manifest: bool = True) -> Path:
     folder.mkdir(parents=True)
     (folder / "trainer_state.json").write_text(json.dumps({"step": step}))
+    (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(bytes(range(256)) * 40)
     (folder / SHARD).parent.mkdir(parents=True)
     (folder / SHARD).write_bytes(b"\x01\x02\x03" * 5000)
@@ -34,7 +35,8 @@ def make_checkpoint(folder: Path, step: int = 1, manifest: bool = True) -> Path:
 def test_manifest_lists_every_file_with_size_and_sha256(tmp_path):
     ck = make_checkpoint(tmp_path / "step-000001")
     files = json.loads((ck / C.MANIFEST).read_text())["files"]
-    assert sorted(files) == sorted([SHARD, "model.safetensors", "rng/rank0.pt", "trainer_state.json"])
+    assert sorted(files) == sorted([SHARD, "config.json", "model.safetensors", "rng/rank0.pt",
+                                    "trainer_state.json"])
     data = (ck / SHARD).read_bytes()
     assert files[SHARD] == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     assert C.manifest_problems(ck) == []
@@ -134,6 +136,25 @@ def test_retire_and_clean_partial_leave_no_half_checkpoint(tmp_path):
     (ckp.root / ".tmp-step-000003").mkdir()
     ckp.clean_partial()
     assert [p.name for p in ckp.root.iterdir()] == ["step-000002"]
+
+
+# ---- rlvr eval --run ------------------------------------------------------------------------------------
+def test_eval_skips_a_checkpoint_whose_model_files_are_damaged(tmp_path, capsys):
+    from rlvr.eval.checkpoints import discover
+
+    run_with(tmp_path, [1, 2, 3, 4], damaged=(3,), unmanifested=(4,))  # 3: only its DeepSpeed state
+    zero_bytes(tmp_path / "checkpoints/step-000002/model.safetensors", 10, 4)
+    assert [c.name for c in discover(tmp_path)] == ["step-000001", "step-000003", "step-000004"]
+    assert capsys.readouterr().out == (f"[rlvr] skipping damaged checkpoint {tmp_path}/checkpoints/"
+                                       f"step-000002: model.safetensors does not match its checksum\n")
+    zero_bytes(tmp_path / "checkpoints/step-000001/model.safetensors", 10, 4)
+    for s in (3, 4):
+        (tmp_path / f"checkpoints/step-00000{s}/model.safetensors").unlink()
+        C.write_manifest(tmp_path / f"checkpoints/step-00000{s}")
+        (tmp_path / f"checkpoints/step-00000{s}/config.json").write_text("{ }")
+    with pytest.raises(UserError, match=r"every checkpoint of .* is damaged \(step-000001, step-000002, "
+                                        r"step-000003, step-000004\) and there is no final/"):
+        discover(tmp_path)
 
 
 # ---- a full disk ----------------------------------------------------------------------------------------
