@@ -210,3 +210,12 @@ def test_a_resume_keeps_the_metrics_up_to_its_checkpoint(tmp_path):
     resumed.log(3, {"loss": 0.25})
     assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5},
                                                         {"step": 3, "loss": 0.25}]
+
+
+def test_shares_of_the_files_together_check_each_file_once(tmp_path):
+    ck = make_checkpoint(tmp_path / "step-000001")
+    zero_bytes(ck / SHARD, 0, 4)
+    (ck / "rng/rank0.pt").unlink()
+    shares = [C.manifest_problems(ck, share=(r, 3)) for r in range(3)]  # five files over three ranks
+    assert sorted(p for share in shares for p in share) == [f"{SHARD} does not match its checksum",
+                                                            "rng/rank0.pt is missing"]

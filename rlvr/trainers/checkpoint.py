@@ -93,17 +93,20 @@ def write_manifest(folder: Path) -> None:
         atomic_write_json(folder / MANIFEST, {"format": 1, "files": dict(sorted(files.items()))})
 
 
-def manifest_problems(folder: Path, only: Callable[[str], bool] = lambda name: True) -> list[str] | None:
+def manifest_problems(folder: Path, only: Callable[[str], bool] = lambda name: True,
+                      share: tuple[int, int] = (0, 1)) -> list[str] | None:
     """What is wrong with `folder` against its manifest ([] when intact), or None when it has none.
-    `only` picks the files to check. Sizes are checked before any file is hashed."""
+    `only` picks the files to check; `share` (i, n) checks the i-th of every n of them (a rank's share).
+    Sizes are checked before any file is hashed."""
     path = folder / MANIFEST
     if not path.is_file():
         return None
     try:
         files = json.loads(path.read_text())["files"]
-        entries = {n: (int(e["size"]), str(e["sha256"])) for n, e in files.items() if only(n)}
+        entries = {n: (int(e["size"]), str(e["sha256"])) for n, e in sorted(files.items()) if only(n)}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return [f"{MANIFEST} is unreadable"]
+    entries = dict(list(entries.items())[share[0]::share[1]])
     problems, to_hash = [], []
     for name, (size, _) in entries.items():
         f = folder / name
@@ -140,20 +143,22 @@ class Checkpointer:
 
     def choose_resume(self, say: Callable[[str], None]) -> Path | None:
         """Collective: the newest checkpoint that matches its manifest, or None when there is none at all.
-        Rank 0 checks and decides for every rank. A damaged one is named in a line that says what is wrong
-        with it, and set aside as `corrupt-step-NNNNNN/` (kept for a look, never pruned; the steps after the
-        one resumed from are written again). One without a manifest was written before rlvr kept manifests
-        (a save writes it before the rename that makes the checkpoint): used unverified, with a notice."""
+        The ranks share the hashing; each sees the same result, and rank 0's choice is broadcast. A damaged
+        checkpoint is named in a line that says what is wrong with it and set aside as `corrupt-step-NNNNNN/`
+        (kept for a look, never pruned; the steps after the one resumed from are written again). One without
+        a manifest was written before rlvr kept manifests (a save writes it before the rename that makes the
+        checkpoint): it is used, unverified, with a notice."""
         chosen, failure = None, None
+        names = D.broadcast_object([ck.name for ck in reversed(self.complete())] if D.is_main() else None)
+        damaged, unverified = [], False
+        for ck in (self.root / name for name in names):
+            problems = self.check(ck)
+            if not problems:
+                chosen, unverified = ck, problems is None
+                break
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            damaged.append((ck, f"{problems[0]}{more}"))
         if D.is_main():
-            damaged, unverified = [], False
-            for ck in reversed(self.complete()):
-                problems = manifest_problems(ck)
-                if not problems:
-                    chosen, unverified = ck, problems is None
-                    break
-                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-                damaged.append((ck, f"{problems[0]}{more}"))
             for ck, problem in damaged:
                 if chosen is None:
                     say(f"damaged checkpoint {ck.name}: {problem}")
@@ -172,6 +177,14 @@ class Checkpointer:
         if failure is not None:
             raise failure
         return chosen
+
+    @staticmethod
+    def check(ck: Path) -> list[str] | None:
+        """Collective: `manifest_problems` of `ck`, each rank checking a share of its files."""
+        found = D.all_gather_object(manifest_problems(ck, share=(D.rank(), D.world_size())))
+        if any(f is None for f in found):
+            return None
+        return list(dict.fromkeys(p for f in found for p in f))  # "manifest.json is unreadable" only once
 
     def save(self, step: int, engines: dict, tokenizer, state: dict, rng: dict,
              extra: Callable[[Path], None] | None = None) -> Path:
