@@ -112,7 +112,8 @@ def test_resume_with_every_checkpoint_damaged_is_one_error_naming_the_folder(tmp
     with pytest.raises(UserError) as e:
         ckp.choose_resume(said.append)
     assert str(e.value) == (f"{ckp.root}: no intact checkpoint to resume from (2 damaged; the newest, "
-                            f"step-000002: {SHARD} does not match its checksum)")
+                            f"step-000002: {SHARD} does not match its checksum); remove that folder to start "
+                            f"the run again")
     assert len(said) == 2
     assert [p.name for p in ckp.complete()] == ["step-000001", "step-000002"]  # left as they were
 

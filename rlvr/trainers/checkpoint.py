@@ -169,7 +169,8 @@ class Checkpointer:
                 say(f"skipping damaged checkpoint {ck.name}: {problem}; set aside as {aside.name}")
             if damaged and chosen is None:
                 failure = UserError(f"{self.root}: no intact checkpoint to resume from ({len(damaged)} "
-                                    f"damaged; the newest, {damaged[0][0].name}: {damaged[0][1]})")
+                                    f"damaged; the newest, {damaged[0][0].name}: {damaged[0][1]}); remove "
+                                    f"that folder to start the run again")
             if unverified:
                 say(f"{chosen.name} has no {MANIFEST} (written before rlvr checked checkpoints): "
                     f"resuming from it unverified")
