@@ -195,8 +195,12 @@ def test_a_fresh_start_moves_an_earlier_starts_metrics_aside(tmp_path):
     first = MetricsLog(tmp_path, tensorboard=False)
     first.log(1, {"loss": 3.0})
     first.log(2, {"loss": 2.0})
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "tensorboard" / "events.out").write_text("earlier")
     again = MetricsLog(tmp_path, tensorboard=False, resume_step=None)
-    assert again.moved_aside == ["metrics.jsonl was renamed to metrics.before-restart.jsonl"]
+    assert again.moved_aside == ["metrics.jsonl was renamed to metrics.before-restart.jsonl",
+                                 "tensorboard was renamed to tensorboard.before-restart"]
+    assert (tmp_path / "tensorboard.before-restart" / "events.out").read_text() == "earlier"
     again.log(1, {"loss": 3.5})
     assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 1, "loss": 3.5}]
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.before-restart.jsonl")] == [1, 2]

@@ -92,7 +92,8 @@ class Trainer:
             for moved in self.metrics.moved_aside:
                 self.log_line(f"a fresh start: the earlier start's {moved}")
         if D.is_main():
-            save_config(cfg, self.run_dir / "config.yaml")
+            with writing(self.run_dir / "config.yaml"):
+                save_config(cfg, self.run_dir / "config.yaml")
         self.step = 0
         self.engines: dict = {}
         self.tokenizer = None
@@ -104,7 +105,11 @@ class Trainer:
         from rlvr.models import prepare_model
 
         if self.cfg.model.name == "tiny":
-            return D.broadcast_object(prepare_model(self.cfg.model, self.run_dir, seed) if D.is_main() else None)
+            path = None
+            if D.is_main():
+                with writing(self.run_dir / "initial_model"):
+                    path = prepare_model(self.cfg.model, self.run_dir, seed)
+            return D.broadcast_object(path)
         if devices.local_rank() == 0:
             path = prepare_model(self.cfg.model, self.run_dir, seed)
         D.barrier()
