@@ -85,5 +85,10 @@ def writing(path: str | Path, cleanup: Callable[[], None] | None = None):
 
 
 def remover(path: str | Path) -> Callable[[], None]:
-    return lambda: shutil.rmtree(path, ignore_errors=True) if Path(path).is_dir() else \
-        Path(path).unlink(missing_ok=True)
+    """A cleanup for `writing`: removes the file or folder at `path`, if any."""
+    def remove() -> None:
+        if Path(path).is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
+    return remove
