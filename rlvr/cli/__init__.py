@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 
+from rlvr import diskspace
 from rlvr.errors import UserError
 
 # Modules under rlvr.cli, one per subcommand, in the order `rlvr --help` lists them.
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlvr: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not diskspace.is_enospc(e):
+            raise
+        print(f"rlvr: error: {diskspace.told(e)}", file=sys.stderr)
+        return 1  # a full disk is no bad input (2)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A run folder (rlvr.trainers) holds `checkpoints/step-NNNNNN/` and `final/`, each an HF folder. `final/`
 is at the run's last step (summary.json `steps`); a checkpoint at that same step holds the same weights,
-so it is evaluated once, as `final`.
+so it is evaluated once, as `final`. A checkpoint whose model files do not match its manifest (rlvr.trainers.
+checkpoint) is skipped with a line that says why: damaged weights would give a wrong score without a word.
 """
 from __future__ import annotations
 
@@ -40,12 +41,21 @@ def final_step(run: Path) -> int | None:
 
 def discover(run: Path) -> list[Checkpoint]:
     """The run's evaluable checkpoints by step; `final/` replaces a checkpoint of the same step."""
+    from rlvr.trainers.checkpoint import manifest_problems
+
     if not run.is_dir():
         raise UserError(f"--run: not a folder: {run}")
     found: dict[int, Checkpoint] = {}
+    damaged = []
     for d in sorted((run / "checkpoints").glob("step-*")):
         m = STEP_DIR.match(d.name)
         if m and (d / "config.json").is_file():
+            # the HF folder's own files: the DeepSpeed and RNG states below it are not needed here
+            problems = manifest_problems(d, only=lambda name: "/" not in name)
+            if problems:
+                print(f"[rlvr] skipping damaged checkpoint {d}: {problems[0]}")
+                damaged.append(d.name)
+                continue
             found[int(m.group(1))] = Checkpoint(int(m.group(1)), d, d.name)
     final = run / "final"
     if (final / "config.json").is_file():
@@ -53,6 +63,9 @@ def discover(run: Path) -> list[Checkpoint]:
         if step is None:
             step = max(found, default=-1) + 1  # unknown: after every checkpoint
         found[step] = Checkpoint(step, final, "final")
+    if not found and damaged:
+        raise UserError(f"--run: every checkpoint of {run} is damaged ({', '.join(damaged)}) and there is "
+                        f"no final/")
     if not found:
         raise UserError(f"--run: {run} has no checkpoints/step-*/ or final/ model folder")
     return [found[s] for s in sorted(found)]

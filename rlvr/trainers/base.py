@@ -20,8 +20,9 @@ from rlvr import devices
 from rlvr import distributed as D
 from rlvr.atomic import atomic_write_json
 from rlvr.config import save_config
+from rlvr.diskspace import remover, writing
 from rlvr.errors import UserError
-from rlvr.trainers.checkpoint import Checkpointer, rng_state, set_rng_state
+from rlvr.trainers.checkpoint import Checkpointer, rng_state, set_rng_state, step_of
 from rlvr.trainers.metrics import MetricsLog, plot_curves
 
 
@@ -81,11 +82,18 @@ class Trainer:
         if latest is not None and not resume:
             raise UserError(f"{self.run_dir} already holds checkpoints (newest {latest.name}); add --resume "
                             f"to continue that run, or set logging.out_dir to a new folder")
-        self.resume_from = latest if resume else None
+        # the newest intact checkpoint (damaged ones are named and set aside); None: a fresh start
+        self.resume_from = self.checkpointer.choose_resume(self.log_line) if resume else None
         seed_everything(seed + D.rank())
-        self.metrics = MetricsLog(self.run_dir, cfg.logging.tensorboard) if D.is_main() else None
+        self.metrics = None
         if D.is_main():
-            save_config(cfg, self.run_dir / "config.yaml")
+            start = None if self.resume_from is None else step_of(self.resume_from)
+            self.metrics = MetricsLog(self.run_dir, cfg.logging.tensorboard, resume_step=start)
+            for moved in self.metrics.moved_aside:
+                self.log_line(f"a fresh start: the earlier start's {moved}")
+        if D.is_main():
+            with writing(self.run_dir / "config.yaml"):
+                save_config(cfg, self.run_dir / "config.yaml")
         self.step = 0
         self.engines: dict = {}
         self.tokenizer = None
@@ -97,7 +105,11 @@ class Trainer:
         from rlvr.models import prepare_model
 
         if self.cfg.model.name == "tiny":
-            return D.broadcast_object(prepare_model(self.cfg.model, self.run_dir, seed) if D.is_main() else None)
+            path = None
+            if D.is_main():
+                with writing(self.run_dir / "initial_model"):
+                    path = prepare_model(self.cfg.model, self.run_dir, seed)
+            return D.broadcast_object(path)
         if devices.local_rank() == 0:
             path = prepare_model(self.cfg.model, self.run_dir, seed)
         D.barrier()
@@ -157,13 +169,15 @@ class Trainer:
         if rng is not None:
             set_rng_state(rng)
             self.load_extra_rng(rng)
-        if self.metrics is not None:
-            self.metrics.truncate_after(self.step)
         self.log_line(f"resumed from {self.resume_from} at step {self.step}")
 
     def save(self) -> None:
         state = {**self.state_dict(), "train_seconds": time.time() - self.clock}
-        self.checkpointer.save(self.step, self.engines, self.tokenizer, state, rng_state(self.extra_rng()))
+        self.checkpointer.save(self.step, self.engines, self.tokenizer, state, rng_state(self.extra_rng()),
+                               extra=self.checkpoint_files)
+
+    def checkpoint_files(self, folder: Path) -> None:
+        """Rank 0 adds a subclass's own files into a checkpoint, before its manifest (so they are checked)."""
 
     def log(self, metrics: dict) -> None:
         if self.metrics is not None:
@@ -228,7 +242,8 @@ class Trainer:
                    **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}, **final,
                    **self.summary_extra(), **({"out_of_time": True} if out_of_time else {})}
         if D.is_main():
-            atomic_write_json(self.run_dir / "summary.json", summary)
+            with writing(self.run_dir / "summary.json"):
+                atomic_write_json(self.run_dir / "summary.json", summary)
             if self.metrics:
                 self.metrics.close()
         D.barrier()
@@ -243,7 +258,9 @@ class Trainer:
     def export_final(self) -> None:
         from rlvr.trainers.checkpoint import export_hf
 
-        export_hf(next(iter(self.engines.values())), self.tokenizer, self.run_dir / "final")
+        final = self.run_dir / "final"
+        with writing(final, cleanup=remover(final) if D.is_main() else None):
+            export_hf(next(iter(self.engines.values())), self.tokenizer, final)
 
     def summary_extra(self) -> dict:
         return {}
