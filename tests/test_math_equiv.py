@@ -10,6 +10,7 @@ from verifiers.math_equiv import (
     _as_sequence,
     _complex,
     _equal_at_points,
+    _simplifies_to_zero,
     _match_ordered,
     _match_unordered,
     _open_interval,
@@ -263,3 +264,21 @@ def test_matching_counts_elements():
     assert not _match_unordered((1, 2), (1, 2, 3), same)
     assert not _match_unordered((1, 1), (1, 2), same)
     assert _match_unordered((2, 1), (1, 2), same)
+
+
+def test_agreement_at_two_points_is_not_enough():
+    # with the fixed seed, two of the five points have x > 1: the sides agree there and are undefined
+    # (nan) elsewhere, so simplify decides, and x - Piecewise(...) is not zero
+    partial = sympy.Piecewise((x, x > 1), (sympy.nan, True))
+    assert not _equal_at_points(partial, x, [x], 1e-6)
+    assert _equal_at_points(sympy.Piecewise((x, x > 0), (sympy.nan, True)), x, [x], 1e-6)  # three points
+
+
+class Unsimplifiable(sympy.Function):
+    def _eval_simplify(self, **kwargs):
+        raise ValueError("sympy gave up")
+
+
+def test_simplify_raising_means_not_shown_equal():
+    assert not _simplifies_to_zero(Unsimplifiable(x))
+    assert _simplifies_to_zero(sympy.sin(x) ** 2 + sympy.cos(x) ** 2 - 1)

@@ -111,6 +111,7 @@ def test_matching_brace_an_escaped_closing_brace_does_not_close():
         (r"\fbox{2} before \boxed{1}", ["2", "1"]),
         (r"\boxed{a{b}c}", ["a{b}c"]),
         (r"\boxed{1}\boxed{2}", ["1", "2"]),
+        (r"\boxed{\boxed{1}} and \boxed{2}", [r"\boxed{1}", "2"]),  # a box inside a box is its content
     ],
 )
 def test_boxed_contents_edges(text, expected):
