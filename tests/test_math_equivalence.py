@@ -227,3 +227,53 @@ def test_chains_approximations_and_signed_bases(math, answer, reference, ok):
 def test_relation_between_numbers_is_not_an_answer():
     with pytest.raises(ParseFailure, match="not an answer"):
         parse(r"2 \le 3")
+
+
+# ---- regressions (issue 21)
+
+
+@pytest.mark.parametrize(
+    "answer, reference",
+    [(r"x+0.0", "x"), ("0.0x", "0"), (r"\frac{x}{2}+0.0", r"\frac{x}{2}"), ("0.0", "0")],
+)
+def test_zero_decimal_is_judged_not_raised(math, answer, reference):
+    # log10_bound took log|0.0| (complex infinity) since sympy's Float(0.0) != 0: TypeError escaped verify
+    score = judge(math, answer, reference)
+    assert score.correct and score.reason == "equivalent"
+
+
+def test_log10_bound_of_a_zero_float():
+    assert log10_bound(sympy.Float(0.0)) == 0.0
+
+
+@pytest.mark.parametrize(
+    "answer, reference, ok",
+    [
+        ("i^2", "-1", True),
+        (r"i\cdot i", "-1", True),
+        ("-1", "i^2", True),
+        ("(1+i)^2", "2i", True),
+        (r"\frac{1}{i}", "-i", True),
+        ("i^2", "1", False),
+        ("i", "-i", False),
+        ("x+i", "i+x", True),
+    ],
+)
+def test_i_is_the_imaginary_unit(math, answer, reference, ok):
+    assert judge(math, answer, reference).correct is ok
+
+
+def test_a_bound_index_named_i_is_not_the_imaginary_unit():
+    assert parse(r"\sum_{i=1}^{3} i").doit() == 6
+
+
+class BrokenCompare(type(load("math"))):
+    def compare(self, answer, reference):
+        raise ZeroDivisionError("a bug in comparing")
+
+
+def test_an_exception_in_verify_is_a_judged_result_that_says_so():
+    score = BrokenCompare().verify(Sample(completion=r"\boxed{1}", reference="1"))
+    assert score.reward == 0.0 and score.correct is False
+    assert score.reason == "exception: ZeroDivisionError: a bug in comparing"
+    assert score.details == {"status": "exception"}

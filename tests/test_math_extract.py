@@ -90,3 +90,60 @@ def test_extract_reference(reference, expected):
 def test_extract_reference_rejects_missing():
     with pytest.raises(ValueError):
         extract_reference(None)
+
+
+# ---- exact cases for each guard (issue 21: each kills a plausible mistake)
+
+
+def test_matching_brace_an_escaped_closing_brace_does_not_close():
+    assert matching_brace(r"{a\}b}", 0) == 5
+    assert matching_brace(r"{\\}", 0) == 3  # an escaped backslash, then the real `}`
+    assert matching_brace("x{a}", 1) == 3
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (r"it ends with \boxed", []),
+        (r"\boxed $5$", []),
+        (r"\boxed   7 then", ["7"]),
+        (r"\boxed{1} and \boxed 2", ["1", "2"]),
+        (r"\fbox{2} before \boxed{1}", ["2", "1"]),
+        (r"\boxed{a{b}c}", ["a{b}c"]),
+        (r"\boxed{1}\boxed{2}", ["1", "2"]),
+        (r"\boxed{\boxed{1}} and \boxed{2}", [r"\boxed{1}", "2"]),  # a box inside a box is its content
+    ],
+)
+def test_boxed_contents_edges(text, expected):
+    assert boxed_contents(text) == expected
+
+
+def test_answer_is_takes_the_last_phrase_and_stops_at_the_sentence():
+    assert answer_is("the answer is 1.\nThen again, the answer is 2. Done") == "2"
+    assert answer_is("The answer is 3.5") == "3.5"
+    assert answer_is("nothing here") is None
+
+
+def test_last_number_fallback_without_numbers_finds_nothing():
+    assert extract_answers("no digits at all", last_number_fallback=True) == ("none", [])
+    assert last_number("-.5 and .25") == ".25"
+
+
+@pytest.mark.parametrize(
+    "reference, expected",
+    [
+        (r"first \boxed{1}, finally \boxed{2}", "2"),
+        ("#### 1\nthen\n#### 2", "2"),
+        ("####", ""),
+        (-3, "-3"),
+        (1e-07, "1e-07"),
+    ],
+)
+def test_extract_reference_takes_the_last_answer(reference, expected):
+    assert extract_reference(reference) == expected
+
+
+@pytest.mark.parametrize("reference", [None, True, False])
+def test_extract_reference_rejects_non_answers(reference):
+    with pytest.raises(ValueError, match="string or a number"):
+        extract_reference(reference)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from verifiers.base import Sample, Score, Verifier
+from verifiers.base import Sample, Score, Verifier, failure
 from verifiers.math_equiv import equivalent
 from verifiers.math_extract import extract_answers, extract_reference
 from verifiers.math_normalize import normalize
@@ -39,6 +39,14 @@ class MathVerifier(Verifier):
         self.compare(r"\frac{\sqrt{2}}{2}", r"\sin(\pi/4)")
 
     def verify(self, sample: Sample) -> Score:
+        """The judged Score; an exception (a bug in parsing or comparing) costs this sample only and is
+        reported as base.verify_safely reports it: reason `exception: ...`, details status `exception`."""
+        try:
+            return self._judge(sample)
+        except Exception as e:
+            return failure("exception", f"exception: {type(e).__name__}: {e}")
+
+    def _judge(self, sample: Sample) -> Score:
         if len(sample.completion) > self.max_completion_chars:
             return _wrong(f"completion longer than {self.max_completion_chars} characters")
         try:

@@ -52,8 +52,6 @@ def scalars_equal(a: sympy.Basic, b: sympy.Basic, rel_tol: float) -> bool:
     """Exact for rationals, numeric for constants, random points for expressions in symbols."""
     if a.has(sympy.zoo, sympy.nan) or b.has(sympy.zoo, sympy.nan):
         return False
-    if a.is_Rational and b.is_Rational:
-        return bool(a == b)
     symbols = a.free_symbols | b.free_symbols
     if not symbols:
         a, b = a.doit(), b.doit()  # parsers may leave 2**10 unevaluated; exact values compare exactly
@@ -94,9 +92,8 @@ def _simplifies_to_zero(diff: sympy.Basic) -> bool:
 
 
 def _solution_set(rel: sympy.Basic) -> sympy.Set | None:
-    """The real solution set of an inequality in one variable, e.g. `x >= 3` -> [3, oo)."""
-    if len(rel.free_symbols) != 1:
-        return None
+    """The real solution set of an inequality in one variable, e.g. `x >= 3` -> [3, oo); None for
+    several variables (sympy raises NotImplementedError)."""
     try:
         return rel.as_set()
     except (NotImplementedError, TypeError, ValueError):
@@ -104,9 +101,8 @@ def _solution_set(rel: sympy.Basic) -> sympy.Set | None:
 
 
 def _open_interval(pair: sympy.Tuple) -> sympy.Basic:
-    """(a, b) read as the open interval it may denote, when that makes sense; else the pair itself."""
-    if len(pair.args) != 2:
-        return pair
+    """(a, b) read as the open interval it may denote, when that makes sense (two real ends); else the
+    tuple itself (Interval.open raises TypeError for three elements, ValueError for a complex end)."""
     try:
         return sympy.Interval.open(*pair.args)
     except (TypeError, ValueError):
@@ -197,8 +193,7 @@ def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bo
     seq_pred, seq_ref = _as_sequence(pred), _as_sequence(ref)
     if seq_pred is not None and seq_ref is not None:
         return _match_ordered(seq_pred, seq_ref, equal)
-    if seq_pred is not None or seq_ref is not None:
-        return False
+    # a sequence against anything else ends below: not a relation, not an Expr
     # inequalities: same relation, same lhs - rhs
     if isinstance(pred, sympy.core.relational.Relational) or isinstance(ref, sympy.core.relational.Relational):
         return (

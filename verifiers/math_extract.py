@@ -17,6 +17,7 @@ ANSWER_IS = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|:)\s*:?\s*(.+?)(?:\n|$)", re.IGNORECASE
 )
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+BOX_TOKEN = re.compile(r" +([^\s$]+)")  # `\boxed 5`: one token after the spaces
 SENTENCE_END = re.compile(r"\.(?:\s|$)")
 
 
@@ -61,10 +62,9 @@ def _box_argument(text: str, i: int) -> tuple[str | None, int]:
         if close is None:
             return None, i
         return text[i + 1 : close], close + 1
-    if i < len(text) and text[i] == " ":
-        m = re.match(r" +([^\s$]+)", text[i:])
-        if m:
-            return m.group(1), i + m.end()
+    m = BOX_TOKEN.match(text, i)
+    if m:
+        return m.group(1), m.end()
     return None, i
 
 
@@ -110,9 +110,7 @@ def extract_reference(reference: object) -> str:
     """The answer inside a raw reference: a number, a LaTeX answer, or a full solution with #### / \\boxed."""
     if isinstance(reference, bool) or reference is None:
         raise ValueError(f"reference must be a string or a number, got {reference!r}")
-    if isinstance(reference, (int, float)):
-        return repr(reference) if isinstance(reference, float) else str(reference)
-    text = str(reference)
+    text = str(reference)  # a number is its own answer: no `####` or box in it
     if "####" in text:
         return hash_answer(text) or ""
     boxes = boxed_contents(text)

@@ -98,7 +98,8 @@ def log10_bound(expr: sympy.Basic) -> float:
     if isinstance(expr, sympy.Rational):
         return max(log10_bound(sympy.Integer(expr.p)), log10_bound(sympy.Integer(expr.q)))
     if isinstance(expr, sympy.Float):
-        return abs(float(sympy.log(abs(expr), 10))) if expr != 0 else 0.0
+        # is_zero, not `!= 0`: sympy's Float(0.0) != 0, and log|0.0| is complex infinity
+        return 0.0 if expr.is_zero else abs(float(sympy.log(abs(expr), 10)))
     if isinstance(expr, sympy.Pow) or isinstance(expr, sympy.exp):
         base, exponent = (expr.args if isinstance(expr, sympy.Pow) else (sympy.E, expr.args[0]))
         e = log10_bound(exponent)
@@ -167,15 +168,23 @@ def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
 
 
 def _checked(expr: sympy.Basic) -> sympy.Basic:
-    """`expr` with exact decimals, after refusing numbers too large to compute with, and refusing
-    a relation the parser already decided (`2 = 3` -> False is a statement, not an answer)."""
+    """`expr` with exact decimals and `i` as the imaginary unit, after refusing numbers too large to
+    compute with, and refusing a relation the parser already decided (`2 = 3` -> False is a statement,
+    not an answer)."""
     if isinstance(expr, sympy.logic.boolalg.BooleanAtom) or (
         isinstance(expr, sympy.core.relational.Relational) and not expr.free_symbols
     ):
         raise ParseFailure("not an answer: a relation between numbers")
     if log10_bound(expr) > MAX_DIGITS:
         raise ParseFailure(f"number with more than {MAX_DIGITS} digits")
-    return _exact_floats(expr)
+    return _exact_floats(_imaginary_unit(expr))
+
+
+def _imaginary_unit(expr: sympy.Basic) -> sympy.Basic:
+    """A free `i` as sympy's I (the parser leaves it a symbol, so `i^2` would differ from -1); `subs`
+    leaves a bound index alone (`\\sum_{i=1}^3 i`). After the size guard: substituting evaluates."""
+    i = sympy.Symbol("i")
+    return expr.subs(i, sympy.I) if i in expr.free_symbols else expr
 
 
 def _plain_algebra(s: str) -> sympy.Basic:
