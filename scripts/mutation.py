@@ -113,7 +113,7 @@ OPERATORS = {
     "arith": "+ vs -, * vs /, // vs /, ** vs *, % vs //, & vs |, << vs >> (also in +=, *=, ...)",
     "neg-removed": "-x -> x",
     "not-removed": "not x -> x",
-    "const": "int k -> k+1, k-1; float c -> 2c (0.0 -> 1.0, an epsilon < 1e-3 -> 0.0); True vs False",
+    "const": "int k -> k+1, k-1 (|k| <= 16) or 10k; float c -> 2c (0.0 -> 1.0, an epsilon < 1e-3 -> 0.0); True vs False",
     "guard-removed": "`if ...: raise/return/continue/break` deleted",
     "call-removed": "a statement that is only a call deleted (a kill, a close, a check)",
     "return-swapped": "return a, b -> return b, a; return <bool expr> -> return not <bool expr>",
@@ -279,7 +279,8 @@ class _Collector(ast.NodeVisitor):
         if isinstance(v, bool):
             self._expr(node, ast.Constant(not v), "const")
         elif isinstance(v, int):
-            for new in ((v + 1, v - 1) if v not in (0,) else (1,)):
+            # small ints: off by one; sizes and limits: an order of magnitude off (a limit raised tenfold)
+            for new in ((1,) if v == 0 else (v + 1, v - 1) if abs(v) <= 16 else (v * 10,)):
                 self._expr(node, ast.Constant(new), "const")
         elif isinstance(v, float):
             new = 1.0 if v == 0 else 0.0 if abs(v) < 1e-3 else 2 * v
@@ -634,7 +635,8 @@ def render(plan: dict[str, list[Mutant]], totals: dict[str, int], secs: float) -
              "|---|---|---|---|---|---|---|---|", *rows,
              f"| **all** | {sum(len(v) for v in plan.values())} | {all_k} | | | | "
              f"**{100 * all_k / max(all_n, 1):.1f}%** | |", ""]
-    lines += ["## Survivors", ""] + ([f"- {x.module}:{x.line} [{x.op}] {x.change}" for x in survivors] or ["none"])
+    lines += ["## Survivors", ""] + ([f"- {x.module}:{x.line} [{x.op}] {x.change}   (line: `{_short(x.line_text, 60)}`)"
+                                      for x in survivors] or ["none"])
     lines += ["", "## Equivalent (excluded from the score)", ""]
     lines += [f"- {x.module}:{x.line} [{x.op}] {x.change} -- {r}" for x, r in equivalents] or ["none"]
     if stale:
