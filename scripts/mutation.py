@@ -513,7 +513,10 @@ class Pool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", type=Path, default=REPO, help="the checkout to mutate (default: this repo)")
+    here = Path.cwd()
+    ap.add_argument("--root", type=Path, default=here if (here / "rlvr").is_dir() else REPO,
+                    help="the checkout to mutate (default: the current directory when it is an rlvr checkout, "
+                         "else the repo holding this script)")
     ap.add_argument("--module", action="append", default=[], help="a module path relative to root (repeatable)")
     ap.add_argument("--tests", action="append", default=[],
                     help="test files/node ids to use for every --module instead of the table (repeatable)")
@@ -547,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         for m, ms in plan.items():
             print(f"# {m}: {len(ms)} of {totals[m]} mutants")
             for x in ms:
-                print(f"{m}:{x.line}  {x.op:14} {x.change}")
+                print(f"{m}:{x.line}  {x.op:14} {x.change}", flush=False)
+        sys.stdout.flush()
         return 0
 
     out_dir = (args.out or root / "mutation-out").resolve()
