@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Mutation testing of the modules where a silent mistake costs most: RL algorithms, verifiers, sandbox.
 
-    python scripts/mutation.py                                  # every module in MODULE_TESTS (`make mutation`)
+    python scripts/mutation.py                                  # all of MODULE_TESTS (`make mutation`)
     python scripts/mutation.py --module verifiers/math_equiv.py # one module (repeatable)
     python scripts/mutation.py --root /work/wt-math --module verifiers/math_equiv.py
     python scripts/mutation.py --module rlvr/algorithms/losses.py --list   # the mutants, nothing run
@@ -51,13 +51,12 @@ MODULE_TESTS: dict[str, list[str]] = {
     "rlvr/algorithms/advantages.py": ["tests/test_rl_algorithms.py"],
     "rlvr/algorithms/losses.py": ["tests/test_rl_algorithms.py", "tests/test_rollout_correction.py"],
     "rlvr/algorithms/preference.py": ["tests/test_preference_losses.py"],
-    "rlvr/algorithms/controllers.py": ["tests/test_rl_algorithms.py"],
+    "rlvr/algorithms/controllers.py": ["tests/test_controllers.py", "tests/test_rl_algorithms.py"],
     "rlvr/algorithms/rollout_correction.py": ["tests/test_rollout_correction.py"],
     "rlvr/algorithms/logprobs.py": ["tests/test_rl_algorithms.py", "tests/test_sft_units.py"],
-    "rlvr/algorithms/bradley_terry.py": ["tests/test_reward_model.py::test_bradley_terry_hand_values",
-                                         "tests/test_reward_model.py::test_margin_shifts_the_gap",
-                                         "tests/test_reward_model.py::test_gradient_is_minus_sigmoid_of_the_negative_gap",
-                                         "tests/test_preference_losses.py"],
+    "rlvr/algorithms/bradley_terry.py": [f"tests/test_reward_model.py::{name}" for name in (
+        "test_bradley_terry_hand_values", "test_margin_shifts_the_gap",
+        "test_gradient_is_minus_sigmoid_of_the_negative_gap")] + ["tests/test_preference_losses.py"],
     "verifiers/math_equiv.py": ["tests/test_math_equivalence.py", "tests/test_math_pathological.py"],
     "verifiers/math_parse.py": ["tests/test_math_equivalence.py", "tests/test_math_pathological.py"],
     "verifiers/math_normalize.py": ["tests/test_math_normalize.py", "tests/test_math_equivalence.py"],
@@ -88,6 +87,17 @@ MODULE_TESTS: dict[str, list[str]] = {
 # (module, the mutated line's text stripped, operator [+ " " + a piece of the change to tell apart
 # several mutants of one operator on the line], why it is equivalent)
 EQUIVALENT: list[tuple[str, str, str, str]] = [
+    ("rlvr/algorithms/advantages.py", "running = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)",
+     "arg-dropped (B, device=",
+     "dtype only of the zero the recursion starts from: after the first step promotion gives the rewards' "
+     "dtype (float32 from the trainer, float64); only 16-bit rewards would differ, accumulating in float32"),
+    ("rlvr/algorithms/advantages.py",
+     "running = torch.zeros(token_rewards.shape[0], dtype=token_rewards.dtype, device=token_rewards.device)",
+     "arg-dropped device=token_rewards.device)",
+     "the same for REINFORCE++'s returns: the starting zero's dtype is promoted away after one step"),
+    ("rlvr/algorithms/losses.py",
+     "loss = torch.where(advantages < 0, torch.min(loss, -dual_clip * advantages), loss)", "cmp-boundary",
+     "at A = 0 both branches are 0: -min(0 * ratio, 0 * clip) = 0 and min(0, -c * 0) = 0"),
 ]
 
 # Mutants per module at most, by path prefix (evenly sampled beyond it), so that the whole run fits 30
@@ -113,7 +123,8 @@ OPERATORS = {
     "arith": "+ vs -, * vs /, // vs /, ** vs *, % vs //, & vs |, << vs >> (also in +=, *=, ...)",
     "neg-removed": "-x -> x",
     "not-removed": "not x -> x",
-    "const": "int k -> k+1, k-1 (|k| <= 16) or 10k; float c -> 2c (0.0 -> 1.0, an epsilon < 1e-3 -> 0.0); True vs False",
+    "const": "int k -> k+1, k-1 (|k| <= 16) or 10k; float c -> 2c (0.0 -> 1.0, an epsilon < 1e-3 -> 0.0); "
+             "True vs False",
     "guard-removed": "`if ...: raise/return/continue/break` deleted",
     "call-removed": "a statement that is only a call deleted (a kill, a close, a check)",
     "return-swapped": "return a, b -> return b, a; return <bool expr> -> return not <bool expr>",
@@ -212,7 +223,8 @@ class _Collector(ast.NodeVisitor):
         if not node.orelse and len(node.body) == 1 and \
                 isinstance(node.body[0], (ast.Raise, ast.Return, ast.Continue, ast.Break)) and \
                 self._text(node).startswith("if"):
-            self.found.append((node, "pass", "guard-removed", f"`if {_short(ast.unparse(test), 50)}:` deleted"))
+            change = f"`if {_short(ast.unparse(test), 50)}:` deleted"
+            self.found.append((node, "pass", "guard-removed", change))
         self.visit(test)
         self._statements(node.body)
         self._statements(node.orelse)
@@ -231,7 +243,7 @@ class _Collector(ast.NodeVisitor):
             m = copy.deepcopy(v)
             m.elts[0], m.elts[1] = m.elts[1], m.elts[0]
             self._expr(v, m, "return-swapped")
-        elif isinstance(v, (ast.Compare, ast.BoolOp)) or (isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.Not)):
+        elif isinstance(v, (ast.Compare, ast.BoolOp)) or isinstance(getattr(v, "op", None), ast.Not):
             self._expr(v, ast.UnaryOp(op=ast.Not(), operand=copy.deepcopy(v)), "return-swapped")
         if v is not None:
             self.visit(v)
@@ -264,7 +276,8 @@ class _Collector(ast.NodeVisitor):
         if type(node.op) in _ARITH:
             m = copy.deepcopy(node)
             m.op = _ARITH[type(node.op)]()
-            self.found.append((node, ast.unparse(m), "arith", f"{_short(ast.unparse(node))} -> {_short(ast.unparse(m))}"))
+            change = f"{_short(ast.unparse(node))} -> {_short(ast.unparse(m))}"
+            self.found.append((node, ast.unparse(m), "arith", change))
         self.visit(node.value)
 
     def visit_UnaryOp(self, node):
@@ -350,8 +363,8 @@ class _Collector(ast.NodeVisitor):
 def _replace(source: str, node: ast.AST, text: str) -> str:
     """The source with `node`'s span replaced (ast columns are UTF-8 byte offsets)."""
     lines = source.encode().splitlines(keepends=True)
-    start = sum(len(l) for l in lines[:node.lineno - 1]) + node.col_offset
-    end = sum(len(l) for l in lines[:node.end_lineno - 1]) + node.end_col_offset
+    start = sum(map(len, lines[:node.lineno - 1])) + node.col_offset
+    end = sum(map(len, lines[:node.end_lineno - 1])) + node.end_col_offset
     data = source.encode()
     return (data[:start] + text.encode() + data[end:]).decode()
 
@@ -458,7 +471,8 @@ def worker_main(tree: Path) -> None:
         if not status:
             status = "survived" if rc == 0 else "killed" if rc in (1, 2) else "error"
         tail = log.read_text(errors="replace")[-1500:] if status in ("error",) or job.get("baseline") else ""
-        out.write(json.dumps({"id": job["id"], "status": status, "rc": rc, "secs": secs, "tail": tail}) + "\n")
+        answer = {"id": job["id"], "status": status, "rc": rc, "secs": secs, "tail": tail}
+        out.write(json.dumps(answer) + "\n")
         out.flush()
 
 
@@ -470,8 +484,9 @@ def copy_tree(root: Path, dest: Path) -> None:
         names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True,
                                capture_output=True).stdout.decode().split("\0")
     except (subprocess.CalledProcessError, FileNotFoundError):
-        names = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
-                 and not {".git", ".venv", "__pycache__", "runs", "mutation-out"} & set(p.relative_to(root).parts)]
+        skip = {".git", ".venv", "__pycache__", "runs", "mutation-out"}
+        names = [str(p.relative_to(root)) for p in root.rglob("*")
+                 if p.is_file() and not skip & set(p.relative_to(root).parts)]
     for name in filter(None, names):
         src = root / name
         if src.is_file():
@@ -481,9 +496,11 @@ def copy_tree(root: Path, dest: Path) -> None:
 
 class Pool:
     def __init__(self, n: int, trees: list[Path], python: str):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        self.procs = [subprocess.Popen([python, str(Path(__file__).resolve()), "--_worker", str(t)], cwd=t, env=env,
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+        me = str(Path(__file__).resolve())
+        self.procs = [subprocess.Popen([python, me, "--_worker", str(t)], cwd=t, env=env, text=True,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
                       for t in trees[:n]]
         self.sel = selectors.DefaultSelector()
         for i, p in enumerate(self.procs):
@@ -515,9 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     here = Path.cwd()
     ap.add_argument("--root", type=Path, default=here if (here / "rlvr").is_dir() else REPO,
-                    help="the checkout to mutate (default: the current directory when it is an rlvr checkout, "
-                         "else the repo holding this script)")
-    ap.add_argument("--module", action="append", default=[], help="a module path relative to root (repeatable)")
+                    help="the checkout to mutate (default: the current directory when it is an rlvr "
+                         "checkout, else the repo holding this script)")
+    ap.add_argument("--module", action="append", default=[],
+                    help="a module path relative to root (repeatable)")
     ap.add_argument("--tests", action="append", default=[],
                     help="test files/node ids to use for every --module instead of the table (repeatable)")
     ap.add_argument("--workers", type=int, default=2)
@@ -550,8 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         for m, ms in plan.items():
             print(f"# {m}: {len(ms)} of {totals[m]} mutants")
             for x in ms:
-                print(f"{m}:{x.line}  {x.op:14} {x.change}", flush=False)
-        sys.stdout.flush()
+                print(f"{m}:{x.line}  {x.op:14} {x.change}")
         return 0
 
     out_dir = (args.out or root / "mutation-out").resolve()
@@ -573,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         pool.run(jobs, lambda r: base.__setitem__(suites[r["id"]], r))
         bad = [s for s, r in base.items() if r["status"] != "survived"]
         for s in bad:
-            print(f"baseline FAILED for {' '.join(s)} ({base[s]['status']}, rc={base[s]['rc']}):\n{base[s]['tail']}")
+            r = base[s]
+            print(f"baseline FAILED for {' '.join(s)} ({r['status']}, rc={r['rc']}):\n{r['tail']}")
         if bad:
             return 2
         print("baseline: " + ", ".join(f"{' '.join(s)} {base[s]['secs']:.1f}s" for s in suites), flush=True)
@@ -639,8 +657,9 @@ def render(plan: dict[str, list[Mutant]], totals: dict[str, int], secs: float) -
              "|---|---|---|---|---|---|---|---|", *rows,
              f"| **all** | {sum(len(v) for v in plan.values())} | {all_k} | | | | "
              f"**{100 * all_k / max(all_n, 1):.1f}%** | |", ""]
-    lines += ["## Survivors", ""] + ([f"- {x.module}:{x.line} [{x.op}] {x.change}   (line: `{_short(x.line_text, 60)}`)"
-                                      for x in survivors] or ["none"])
+    lines += ["## Survivors", ""]
+    lines += [f"- {x.module}:{x.line} [{x.op}] {x.change}   (line: `{_short(x.line_text, 60)}`)"
+              for x in survivors] or ["none"]
     lines += ["", "## Equivalent (excluded from the score)", ""]
     lines += [f"- {x.module}:{x.line} [{x.op}] {x.change} -- {r}" for x, r in equivalents] or ["none"]
     if stale:
