@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.rlvr-installed
 TORCH   ?= torch==2.13.0
 
 .PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox bench-trl bench-smollm2 compare \
-	vllm-env vllm-test eval-smollm2 bench-zero3-gen gpu-wheels
+	vllm-env vllm-test eval-smollm2 bench-zero3-gen gpu-wheels mutation
 
 demo: setup  ## the main job: rlvr quickstart (tiny model, SFT then GRPO on arith, evaluation); resumes
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/rlvr quickstart --resume
@@ -17,6 +17,9 @@ test: setup  ## the whole test suite, slow learning checks included
 	$(BIN)/python -m pytest -q
 
 setup: $(STAMP) sandbox-deps
+
+mutation: setup  ## mutation score of rlvr/algorithms, verifiers, sandbox (~30 min; report in mutation-out/)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/mutation.py
 
 # bubblewrap gives the code sandbox its namespaces; without it the sandbox falls back to unshare
 # (check with `rlvr sandbox doctor`). Installed only where we may (root with apt-get).

@@ -133,3 +133,22 @@ def test_simpo_margin_gamma_raises_the_loss():
     losses = [simpo_loss(t(-1.0), t(-2.0), t(1.0), t(1.0), beta=1.0, gamma=g).item() for g in (0.0, 1.0, 2.0)]
     assert losses[0] < losses[1] < losses[2]
     assert losses[1] == pytest.approx(math.log(2))  # margin exactly met: sigmoid(0)
+
+
+def test_kto_beta_scales_the_gain():
+    # r = 1, z_ref = 0.5, beta = 2: 1 - sigma(2 * 0.5) and 1 - sigma(2 * -0.5)
+    loss = kto_loss(t(-1.0, -1.0), t(-2.0, -2.0), torch.tensor([True, False]), z_ref=0.5, beta=2.0)
+    assert loss.tolist() == pytest.approx([0.268941, 0.731059], abs=1e-5)
+    # desirable weight applies to desirable examples only
+    w = kto_loss(t(-1.0, -1.0), t(-2.0, -2.0), torch.tensor([True, False]), z_ref=0.5, beta=2.0,
+                 desirable_weight=3.0)
+    assert w.tolist() == pytest.approx([3 * 0.268941, 0.731059], abs=1e-5)
+
+
+def test_preference_stats_count_ties_as_misses():
+    accuracy, margin = preference_stats(t(1.0, 2.0, 0.5), t(0.0, 1.0, 0.5))  # win, win, tie
+    assert accuracy.item() == pytest.approx(2 / 3) and margin.item() == pytest.approx(2 / 3)
+
+
+def test_kto_reference_point_with_no_weight_is_zero_not_nan():
+    assert kto_reference_point(t(-1.0, 0.0), t(-2.0, -2.0), t(0.0, 0.0)).item() == 0.0

@@ -180,3 +180,24 @@ def test_bad_arguments(mode, level, cap, message):
     train, engine = logprobs(ONE)
     with pytest.raises(ValueError, match=message):
         rollout_weights(train, engine, torch.ones(1, 5), mode, level, cap)
+
+
+def test_ratios_exactly_at_the_cap_and_floor_are_kept():
+    """r = C and r = 1/C lie inside the band [1/C, C]: mask mode keeps them and nothing counts as above
+    or below (log r = +-ln 2 exactly, in float32 as the comparison is)."""
+    ln2 = torch.tensor(math.log(2.0), dtype=torch.float32)
+    train = torch.stack([ln2, -ln2, torch.tensor(0.0)]).view(1, 3)
+    engine, mask = torch.zeros(1, 3), torch.ones(1, 3)
+    weights = rollout_weights(train, engine, mask, "mask", "token", 2.0)
+    assert weights[0].tolist() == pytest.approx([2.0, 0.5, 1.0])
+    sums, _ = rollout_stats(train, engine, mask, "mask", "token", 2.0)
+    assert (sums["above"], sums["below"], sums["corrected"]) == (0.0, 0.0, 0.0)
+
+
+def test_metrics_of_a_single_unit():
+    sums = {"units": 1.0, "tokens": 1.0, "ratio": 1.5, "weight": 1.5, "above": 0.0, "below": 0.0,
+            "corrected": 0.0, "k3": 0.25}
+    m = rollout_metrics(sums, {"ratio_max": 1.5, "ratio_min": 1.5})
+    assert m["rollout_correction/ratio_mean"] == 1.5 and m["rollout_correction/weight_mean"] == 1.5
+    assert m["rollout_correction/k3"] == 0.25
+    assert m["rollout_correction/ratio_max"] == 1.5 and m["rollout_correction/ratio_min"] == 1.5
