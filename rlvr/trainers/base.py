@@ -212,24 +212,26 @@ class Trainer:
                    disable=not (D.is_main() and self.cfg.logging.progress))
         metrics: dict = {}
         out_of_time = False
-        while self.step < self.max_steps and not out_of_time:
-            metrics = self.train_step(self.step)
-            self.step += 1
-            self.after_step()
-            out_of_time = self._out_of_time()
-            last = self.step == self.max_steps or out_of_time  # logged after the final evaluation below
-            evaluated = bool(self.eval_every) and self.step % self.eval_every == 0 and not last
-            if evaluated:
-                metrics.update(self.evaluate(self.step))
-            if not last and (evaluated or self.step % self.cfg.logging.log_every == 0 or self.step == 1):
-                self.log(metrics)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()
-                             if k in self.plot_keys[:3] and isinstance(v, float)})
-            if self.save_every and self.step % self.save_every == 0 and not last:
-                self.save()
-                self.plot()
-        bar.close()
+        try:  # closed on Ctrl-C too, so the CLI's one line starts a line of its own
+            while self.step < self.max_steps and not out_of_time:
+                metrics = self.train_step(self.step)
+                self.step += 1
+                self.after_step()
+                out_of_time = self._out_of_time()
+                last = self.step == self.max_steps or out_of_time  # logged after the final evaluation below
+                evaluated = bool(self.eval_every) and self.step % self.eval_every == 0 and not last
+                if evaluated:
+                    metrics.update(self.evaluate(self.step))
+                if not last and (evaluated or self.step % self.cfg.logging.log_every == 0 or self.step == 1):
+                    self.log(metrics)
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()
+                                 if k in self.plot_keys[:3] and isinstance(v, float)})
+                if self.save_every and self.step % self.save_every == 0 and not last:
+                    self.save()
+                    self.plot()
+        finally:
+            bar.close()
         if out_of_time:
             self.log_line(f"stopping at step {self.step}: trainer.max_seconds={self.max_seconds} is spent")
         final = self.evaluate(self.step)

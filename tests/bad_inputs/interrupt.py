@@ -29,5 +29,5 @@ def _one_line(case_dir, result) -> None:
 
 CASES = [
     Case("interrupt-rl-run", GRPO, {"c.yaml": GRPO_YAML}, exit=130, error=None, interrupt_on=r"\| 2/1000 \[",
-         output=r"rlvr: interrupted", timeout=120, check=_one_line, slow=True),
+         output=r"(?m)^rlvr: interrupted$", timeout=120, check=_one_line, slow=True),
 ]
