@@ -46,6 +46,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The unit-level files first: `pytest -x` stops at the first failure, so most mutants die in a second.
+MATH_TESTS = ["tests/test_math_equiv.py", "tests/test_math_parse.py", "tests/test_math_extract.py",
+              "tests/test_math_normalize.py", "tests/test_math_equivalence.py", "tests/test_math_pathological.py"]
+CODE_TESTS = ["tests/test_code_units.py", "tests/test_code_scoring.py", "tests/test_code_verifier.py"]
+SANDBOX_TESTS = ["tests/test_sandbox_units.py", "tests/test_sandbox_limits.py", "tests/test_sandbox_run.py"]
+
 # module -> its fast tests (files or node ids). Only tests that exercise the module and run in seconds.
 MODULE_TESTS: dict[str, list[str]] = {
     "rlvr/algorithms/advantages.py": ["tests/test_rl_algorithms.py"],
@@ -57,30 +63,23 @@ MODULE_TESTS: dict[str, list[str]] = {
     "rlvr/algorithms/bradley_terry.py": [f"tests/test_reward_model.py::{name}" for name in (
         "test_bradley_terry_hand_values", "test_margin_shifts_the_gap",
         "test_gradient_is_minus_sigmoid_of_the_negative_gap")] + ["tests/test_preference_losses.py"],
-    "verifiers/math_equiv.py": ["tests/test_math_equivalence.py", "tests/test_math_pathological.py"],
-    "verifiers/math_parse.py": ["tests/test_math_equivalence.py", "tests/test_math_pathological.py"],
-    "verifiers/math_normalize.py": ["tests/test_math_normalize.py", "tests/test_math_equivalence.py"],
-    "verifiers/math_extract.py": ["tests/test_math_extract.py", "tests/test_math_equivalence.py"],
-    "verifiers/math_structure.py": ["tests/test_math_equivalence.py", "tests/test_math_pathological.py"],
-    "verifiers/code.py": ["tests/test_code_verifier.py"],
-    "verifiers/code_compare.py": ["tests/test_code_verifier.py"],
-    "verifiers/code_extract.py": ["tests/test_code_verifier.py"],
-    "verifiers/code_harness.py": ["tests/test_code_verifier.py"],
-    "verifiers/code_plan.py": ["tests/test_code_verifier.py"],
-    "sandbox/capabilities.py": ["tests/test_sandbox_run.py"],
-    "sandbox/files.py": ["tests/test_sandbox_run.py"],
-    "sandbox/languages.py": ["tests/test_sandbox_run.py"],
-    "sandbox/limits.py": ["tests/test_sandbox_run.py", "tests/test_sandbox_hostile.py"],
-    "sandbox/pool.py": ["tests/test_sandbox_run.py"],
-    "sandbox/result.py": ["tests/test_sandbox_run.py"],
-    "sandbox/runner.py": ["tests/test_sandbox_run.py", "tests/test_sandbox_hostile.py"],
-    "sandbox/seccomp.py": ["tests/test_sandbox_run.py", "tests/test_sandbox_hostile.py"],
-    "sandbox/supervisor.py": ["tests/test_sandbox_run.py", "tests/test_sandbox_hostile.py"],
-    "sandbox/uids.py": ["tests/test_sandbox_run.py"],
-    "sandbox/warm.py": ["tests/test_sandbox_run.py"],
-    "sandbox/zygote.py": ["tests/test_sandbox_run.py", "tests/test_sandbox_hostile.py"],
-    "sandbox/backends/bwrap.py": ["tests/test_sandbox_run.py", "tests/test_sandbox_hostile.py"],
-    "sandbox/backends/unshare.py": ["tests/test_sandbox_run.py"],
+    **{f"verifiers/{m}.py": MATH_TESTS
+       for m in ("math_equiv", "math_parse", "math_normalize", "math_extract", "math_structure")},
+    **{f"verifiers/{m}.py": CODE_TESTS for m in ("code", "code_compare", "code_extract", "code_harness", "code_plan")},
+    "sandbox/capabilities.py": SANDBOX_TESTS,
+    "sandbox/files.py": SANDBOX_TESTS,
+    "sandbox/languages.py": SANDBOX_TESTS,
+    "sandbox/limits.py": SANDBOX_TESTS + ["tests/test_sandbox_hostile.py"],
+    "sandbox/pool.py": SANDBOX_TESTS,
+    "sandbox/result.py": SANDBOX_TESTS,
+    "sandbox/runner.py": SANDBOX_TESTS + ["tests/test_sandbox_hostile.py"],
+    "sandbox/seccomp.py": SANDBOX_TESTS + ["tests/test_sandbox_hostile.py"],
+    "sandbox/supervisor.py": SANDBOX_TESTS + ["tests/test_sandbox_hostile.py"],
+    "sandbox/uids.py": SANDBOX_TESTS,
+    "sandbox/warm.py": SANDBOX_TESTS,
+    "sandbox/zygote.py": SANDBOX_TESTS + ["tests/test_sandbox_hostile.py"],
+    "sandbox/backends/bwrap.py": SANDBOX_TESTS + ["tests/test_sandbox_hostile.py"],
+    "sandbox/backends/unshare.py": SANDBOX_TESTS,
 }
 
 # Survivors that behave exactly like the original (or differ only where no input can reach).
