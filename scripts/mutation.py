@@ -48,7 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The unit-level files first: `pytest -x` stops at the first failure, so most mutants die in a second.
 MATH_TESTS = ["tests/test_math_equiv.py", "tests/test_math_parse.py", "tests/test_math_extract.py",
-              "tests/test_math_normalize.py", "tests/test_math_equivalence.py", "tests/test_math_pathological.py"]
+              "tests/test_math_normalize.py", "tests/test_math_equivalence.py",
+              "tests/test_math_pathological.py"]
 CODE_TESTS = ["tests/test_code_units.py", "tests/test_code_scoring.py", "tests/test_code_verifier.py"]
 SANDBOX_TESTS = ["tests/test_sandbox_units.py", "tests/test_sandbox_limits.py", "tests/test_sandbox_run.py"]
 
@@ -65,7 +66,8 @@ MODULE_TESTS: dict[str, list[str]] = {
         "test_gradient_is_minus_sigmoid_of_the_negative_gap")] + ["tests/test_preference_losses.py"],
     **{f"verifiers/{m}.py": MATH_TESTS
        for m in ("math_equiv", "math_parse", "math_normalize", "math_extract", "math_structure")},
-    **{f"verifiers/{m}.py": CODE_TESTS for m in ("code", "code_compare", "code_extract", "code_harness", "code_plan")},
+    **{f"verifiers/{m}.py": CODE_TESTS
+       for m in ("code", "code_compare", "code_extract", "code_harness", "code_plan")},
     "sandbox/capabilities.py": SANDBOX_TESTS,
     "sandbox/files.py": SANDBOX_TESTS,
     "sandbox/languages.py": SANDBOX_TESTS,
