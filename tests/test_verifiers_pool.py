@@ -143,3 +143,9 @@ def test_a_batching_verifier_gets_whole_chunks_and_a_failure_costs_its_chunk():
         assert all(s.reward == 0 and "KeyError" in s.reason for s in raised[:2])  # the raising chunk
         assert [s.reward for s in raised[2:]] == [2.0, 3.0]
         assert p.score([Sample(completion="2")])[0].reward == 2.0  # the pool recovered
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_timeout_that_would_not_fire_is_refused(timeout):
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        VerifierPool(Hostile(), workers=1, timeout=timeout)

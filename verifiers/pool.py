@@ -105,8 +105,8 @@ class VerifierPool:
     ) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if not 0 < timeout <= 86400:  # NaN fails this too: it would switch the hard timeout off
+            raise ValueError(f"timeout must be > 0 seconds and at most a day, got {timeout}")
         if start_method not in ("forkserver", "spawn"):
             raise ValueError(f"start_method must be 'forkserver' or 'spawn' (fork is unsafe), got {start_method!r}")
         self.verifier, self.timeout, self.memory_mb = verifier, float(timeout), memory_mb
