@@ -100,6 +100,37 @@ def test_dynamic_sampling_refills_flat_groups(tiny_model_dir, tmp_path):
     assert state["sampler"]["consumed"] == 8 * (len(records) + sum(r["refill_rounds"] for r in records))
 
 
+def test_refills_swap_only_flat_groups_for_informative_fresh_ones():
+    """RLTrainer.rollout's refill rounds with scripted rewards (no model: the generator is the one part
+    replaced). Prompts in order, 2 samples each; F = flat (both rewards equal), I = informative:
+        the step's prompts 0-3: F I F I   round 1 (4-7): I F F F   round 2 (8-11): F I I F
+    Round 1 has one informative group, for the first flat slot; round 2 fills the second with the last
+    informative group it found; then nothing is flat and the rounds stop."""
+    from types import SimpleNamespace
+
+    from rlvr.generation.base import Sample
+    from rlvr.trainers.rl import RLTrainer
+    from rlvr.trainers.sampler import EpochSampler
+
+    informative = {1, 3, 4, 9, 10}
+
+    def groups(indices: list[int]) -> list[list[Sample]]:
+        return [[Sample("", [], [], "", [], "stop", prompt_index=i, reward=float(k * (i in informative)))
+                 for k in range(2)] for i in indices]
+
+    def rollout(max_rounds: int) -> tuple[list[int], dict, int]:
+        trainer = object.__new__(RLTrainer)
+        trainer.t = SimpleNamespace(prompts_per_step=4, dynamic_sampling=True, max_refill_rounds=max_rounds)
+        trainer.sampler = EpochSampler(12, seed=0, shuffle=False)
+        trainer._generate_groups = groups
+        samples, stats = trainer.rollout()
+        return [s.prompt_index for s in samples[::2]], stats, trainer.sampler.consumed
+
+    assert rollout(3) == ([4, 1, 10, 3], {"flat_group_share": 0.5, "refill_rounds": 2}, 12)
+    # the cap: one round, and the second flat group stays
+    assert rollout(1) == ([4, 1, 2, 3], {"flat_group_share": 0.5, "refill_rounds": 1}, 8)
+
+
 def test_estimators_take_effect_on_the_same_samples(tiny_model_dir, tmp_path):
     """Step 1 samples the same answers under every estimator (same seed, same starting policy) and its
     first minibatch scores them with the policy that sampled them (ratio 1), so the policy loss there is
