@@ -35,15 +35,21 @@ def test_quickstart_writes_its_report_and_resumes(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert {"sft_accuracy", "rl_accuracy", "seconds"} <= set(summary)
     assert 0.0 <= summary["sft_accuracy"] <= 1.0 and 0.0 <= summary["rl_accuracy"] <= 1.0
+    # the figures are the stages' own held-out accuracies, reported and printed as they are
+    stages = {k: json.loads((out / k / "summary.json").read_text()) for k in ("sft", "rl")}
+    assert summary["sft_accuracy"] == stages["sft"]["eval_accuracy"]
+    assert summary["rl_accuracy"] == stages["rl"]["eval_accuracy"] and stages["rl"]["steps"] == 2
     report = (out / "report.md").read_text()
-    assert "| SFT (40 steps) |" in report and "| + GRPO (2 steps) |" in report
+    assert f"| SFT (40 steps) | {summary['sft_accuracy']:.1%} |" in report
+    assert f"| + GRPO (2 steps) | {summary['rl_accuracy']:.1%} |" in report
     assert (out / "reward_accuracy.png").stat().st_size > 5_000
-    assert "rl_accuracy=" in proc.stdout
+    figures = f"sft_accuracy={summary['sft_accuracy']:.3f}  rl_accuracy={summary['rl_accuracy']:.3f}"
+    assert figures in proc.stdout
     # running it again without --resume refuses to overwrite; with --resume it finds the work done
     assert run_rlvr(*args).returncode == 2
     again = run_rlvr(*args, "--resume", check=True)
     resumed = json.loads((out / "summary.json").read_text())
     assert (resumed["sft_accuracy"], resumed["rl_accuracy"]) == (summary["sft_accuracy"], summary["rl_accuracy"])
-    assert "rl_accuracy=" in again.stdout
+    assert f"rl_accuracy={summary['rl_accuracy']:.3f}" in again.stdout
     steps = [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) == [1, 2]  # the finished run was not run or logged again

@@ -12,10 +12,22 @@ import math
 import pytest
 
 from rlvr.trainers.metrics import read_metrics
+from rlvr.trainers.sampler import EpochSampler
 from tests.conftest import REPO, kill_after_checkpoint, run_rlvr
 
 pytestmark = pytest.mark.slow
 TIMING = {"step_seconds", "gen_seconds"}
+EVAL_ROWS = 16  # data.eval_samples: greedy accuracy is a count of these over 16
+
+
+def softplus(x: float) -> float:
+    """-log sigmoid(-x)"""
+    return math.log1p(math.exp(x))
+
+
+def assert_accuracy_of(n: int, value: float) -> None:
+    """`value` is a share of n items: in [0, 1] and a whole number of n-ths."""
+    assert 0 <= value <= 1 and value * n == pytest.approx(round(value * n), abs=1e-9), (value, n)
 
 
 def small(config: str, model: str, out, steps: int, *extra: str) -> list[str]:
@@ -34,14 +46,17 @@ def test_offline_dpo_learns_its_pairs(tiny_model_dir, tmp_path):
              check=True)
     records = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(1, 13))
-    # step 1 scores the pairs with the reference itself: no margin, no preference yet
+    # step 1 scores the pairs with the reference itself: no margin, no preference yet, and the loss of
+    # h = 0 is -log sigmoid(0) = log 2 (trainer.nll_coef=0: DPO alone)
     assert records[0]["margin"] == pytest.approx(0.0, abs=1e-5)
+    assert records[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
     late = records[-4:]
     assert min(r["margin"] for r in late) > 0.2
     assert sum(r["reward_accuracy"] for r in late) / len(late) > 0.8
     assert sum(r["loss"] for r in late) / len(late) < math.log(2) - 0.05
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["data_pairs"] > 0 and "eval_accuracy" in summary
+    assert summary["data_pairs"] > 0
+    assert_accuracy_of(EVAL_ROWS, summary["eval_accuracy"])
     pairs = json.loads((out / "preference_pairs.json").read_text())
     assert len(pairs["items"]) == summary["data_pairs"]
     assert all(it["ref"][0] < 0 and it["ref"][1] < 0 for it in pairs["items"])  # cached log-probabilities
@@ -54,26 +69,56 @@ def test_offline_pairs_from_data_with_held_out_reward_accuracy(tiny_model_dir, t
     saved = json.loads((out / "preference_pairs.json").read_text())
     assert len(saved["items"]) == 64 and len(saved["eval_items"]) == 16  # arith's synthetic pairs
     summary = json.loads((out / "summary.json").read_text())
-    assert 0 <= summary["eval_reward_accuracy"] <= 1 and "eval_margin" in summary
-    assert "eval_accuracy" in summary  # arith also has greedy answers to judge
+    assert_accuracy_of(len(saved["eval_items"]), summary["eval_reward_accuracy"])
+    assert math.isfinite(summary["eval_margin"]) and summary["eval_margin"] != 0  # the policy moved
+    assert_accuracy_of(EVAL_ROWS, summary["eval_accuracy"])  # arith also has greedy answers to judge
 
 
 @pytest.mark.parametrize("loss, extra", [
-    ("ipo", ["trainer.beta=0.5"]),
+    ("ipo", ["trainer.beta=0.5", "trainer.nll_coef=0"]),
     ("kto", ["trainer.kto_undesirable_weight=1.5"]),
-    ("orpo", ["trainer.orpo_lambda=0.5"]),
+    ("orpo", ["trainer.orpo_lambda=0.5", "trainer.beta=0.1"]),
     ("simpo", ["trainer.beta=2.0", "trainer.simpo_gamma=0.5"]),
 ])
 def test_every_loss_runs_offline(loss, extra, tiny_model_dir, tmp_path):
+    """Step 1 scores its batch with the starting policy, and what it logs pins its loss down. IPO at
+    h = 0: (1 / (2 beta))^2. KTO at r = z_ref = 0: lambda / 2 per example, lambda_D = 1 for the desirable
+    ones and lambda_U = 1.5 for the rest. SimPO and ORPO have no reference: their loss is the chosen
+    answers' token-mean NLL (SimPO by dpo_arith.yaml's nll_coef = 1), read off the logged rewards
+    (beta times the mean token log-probability), plus a mean of -log sigmoid(x_i - gamma) over the pairs,
+    which by Jensen (-log sigmoid is convex) is at least that at the mean x, the logged margin; at step 1
+    the margins are small and alike, so it is hardly more (SimPO: x = beta's margin, gamma = 0.5; ORPO:
+    lambda = 0.5 times it at x = the log-odds gap, about the margin over beta, gamma = 0)."""
     out = tmp_path / loss
     run_rlvr("train", *small("dpo_arith.yaml", tiny_model_dir, out, 3, f"trainer.loss={loss}", *extra), check=True)
     records = read_metrics(out / "metrics.jsonl")
     assert len(records) == 3 and all(math.isfinite(r["loss"]) for r in records)
+    first = records[0]
     if loss == "kto":
         assert all(r["kl"] >= 0 for r in records)  # the clamped reference point
-        assert "rewards/desirable" in records[-1] and "rewards/undesirable" in records[-1]
-    else:
-        assert "margin" in records[-1]
+        for key in ("kl", "rewards/desirable", "rewards/undesirable"):  # the reference is the policy
+            assert first[key] == pytest.approx(0.0, abs=1e-6), key
+        items = json.loads((out / "preference_pairs.json").read_text())["items"]
+        # step 1's items: the first trainer.batch_size of the sampler's order (trainer.seed 0)
+        batch = EpochSampler(len(items), seed=0).take(16)
+        desirable = sum(items[i]["desirable"] for i in batch) / len(batch)
+        assert 0 < desirable < 1
+        assert first["loss"] == pytest.approx(0.5 * desirable + 0.5 * 1.5 * (1 - desirable), abs=1e-6)
+        # learning: the desirable answers' implicit reward rises above the undesirable ones'
+        assert records[-1]["rewards/desirable"] > records[-1]["rewards/undesirable"]
+        return
+    for r in records:
+        assert math.isfinite(r["margin"])
+        assert_accuracy_of(16, r["reward_accuracy"])  # over trainer.batch_size pairs
+    if loss == "ipo":
+        assert first["margin"] == pytest.approx(0.0, abs=1e-6)
+        assert first["loss"] == pytest.approx((1 / (2 * 0.5)) ** 2, abs=1e-5)
+        return
+    beta, gamma, lam = (2.0, 0.5, 1.0) if loss == "simpo" else (0.1, 0.0, 0.5)
+    nll = -first["rewards/chosen"] / beta
+    preference = (first["loss"] - nll) / lam
+    at_the_mean = softplus(gamma - first["margin"] * (1 if loss == "simpo" else 1 / beta))
+    assert at_the_mean - 0.01 <= preference <= at_the_mean + 0.05, (preference, at_the_mean)
 
 
 @pytest.mark.parametrize("config, skipped, extra", [
@@ -89,7 +134,15 @@ def test_online_and_spin_rounds(config, skipped, extra, tiny_model_dir, tmp_path
     for r in records:
         assert r["pairs"] > 0 and 0 <= r[skipped] < 1 and math.isfinite(r["loss"])
         assert math.isfinite(r["kl"] if "trainer.loss=kto" in extra else r["margin"])
-    assert "eval_accuracy" in records[-1]
+        # 8 prompts a round: a pair for each prompt with a spread of rewards (online), or for each sample
+        # that differs from the data's answer (SPIN: one sample a prompt)
+        assert r["pairs"] == 8 * (1 - r[skipped])
+        if config.startswith("spin"):
+            # one update a round (8 pairs, batch 16, one epoch) against the policy at the round's start:
+            # each round's loss is DPO's at h = 0, log 2; a stale reference would leave h != 0
+            assert r["loss"] == pytest.approx(math.log(2), abs=1e-5)
+            assert r["margin"] == pytest.approx(0.0, abs=1e-5)
+    assert_accuracy_of(EVAL_ROWS, records[-1]["eval_accuracy"])
     assert (out / "final" / "model.safetensors").is_file()
 
 
@@ -112,6 +165,8 @@ def test_sigkill_and_resume_logs_each_step_once(config, tiny_model_dir, tmp_path
         for key, value in reference[step].items():
             if key not in TIMING:
                 assert resumed[step][key] == pytest.approx(value, rel=1e-4, abs=1e-6), (step, key)
+    # saved at steps 2, 4 and 5 (the end); trainer.keep_checkpoints (2) prunes the oldest
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000004", "step-000005"]
 
 
 @pytest.mark.parametrize("config, extra, key", [

@@ -126,6 +126,7 @@ def test_trainer_learns_held_out_preferences(reference):
     assert first["loss"] == pytest.approx(math.log(2), abs=0.1)  # a fresh head: about chance
     assert summary["eval_accuracy"] >= 0.85, summary  # 0.96 when written; chance is 0.5
     assert summary["eval_loss"] < 0.4
+    assert summary["eval_margin"] > 0  # chosen scored above rejected, on average too
 
 
 @pytest.mark.slow
@@ -174,7 +175,7 @@ def test_two_ranks_zero2_match_one_rank(reference, pairs_file, tmp_path):
 def test_sigkill_and_resume_matches_uninterrupted(reference, pairs_file, tmp_path):
     out = tmp_path / "killed"
     args = ["train", str(CONFIG), *SMALL_RM, f"data.source={pairs_file}", "trainer.max_steps=12",
-            f"logging.out_dir={out}", "trainer.save_every=4"]
+            f"logging.out_dir={out}", "trainer.save_every=4", "trainer.keep_checkpoints=1"]
     kill_after_checkpoint(args, out / "checkpoints" / "step-000008")
     assert max(r["step"] for r in read_metrics(out / "metrics.jsonl")) < 12
     run_rlvr(*args, "--resume", check=True)
@@ -182,3 +183,5 @@ def test_sigkill_and_resume_matches_uninterrupted(reference, pairs_file, tmp_pat
     assert [r["step"] for r in resumed] == list(range(1, 13))
     ref = losses(read_metrics(reference / "metrics.jsonl"))[:12]
     assert losses(resumed) == pytest.approx(ref, rel=1e-5)
+    # saved at steps 4, 8 and 12 (the end): trainer.keep_checkpoints=1 leaves only the newest
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000012"]
