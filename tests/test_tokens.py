@@ -36,8 +36,8 @@ class Spy:
         self.lengths.append(len(text))
         return self.tokenizer(text, **kw)
 
-    def get_vocab(self):
-        return self.tokenizer.get_vocab()
+    def __getattr__(self, name):  # everything else (get_vocab, eos_token, ...) is the tokenizer's
+        return getattr(self.tokenizer, name)
 
 
 def test_longest_token_is_the_longest_vocabulary_string():
@@ -98,3 +98,69 @@ def test_dropped_characters_fall_back_to_the_whole_text():
     ids, over = encode_capped(spy, text, 2)
     assert (ids, over) == ([0, 1, 0], True)
     assert spy.lengths == [(2 + 2) * 5, len(text)]
+
+
+# ---- the places rows are tokenized ----------------------------------------------------------------
+def test_reward_model_text_of_huge_rows_is_cut_as_before():
+    """encode_pair keeps a long prompt's last tokens and a long completion's first, with its EOS."""
+    from rlvr.reward_scoring import encode_pair
+
+    tok = char_tokenizer("0123456789+")
+    spy, eos = Spy(tok), tok.eos_token_id
+    prompt = "12+" * 400_000 + "7"
+    assert encode_pair(spy, prompt, "22", 16) == encode(tok, prompt[-13:]) + encode(tok, "22") + [eos]
+    assert encode_pair(spy, "12", "3" * 1_200_000, 16) == encode(tok, "12") + encode(tok, "3" * 13) + [eos]
+    assert max(spy.lengths) < 1000  # never the whole 1.2 MB
+
+
+def test_sft_refuses_a_huge_prompt_and_cuts_a_huge_response():
+    from rlvr.config import SFTConfig
+    from rlvr.errors import UserError
+    from rlvr.trainers.sft import tokenize_examples
+
+    tok = char_tokenizer("0123456789+")
+    cfg = SFTConfig()
+    cfg.data.template, cfg.trainer.max_seq_len = "plain", 32
+    with pytest.raises(UserError, match=r"rows\.jsonl: a prompt alone has 32 tokens or more, leaving no room "
+                                        r"for its response in trainer\.max_seq_len=32: '1\+1\+1"):
+        tokenize_examples(tok, [{"prompt": "1+" * 1_000_000, "response": "2"}], cfg, "rows.jsonl")
+    with pytest.raises(UserError, match="32 tokens or more"):  # exactly 32: no room left either
+        tokenize_examples(tok, [{"prompt": "1" * 32, "response": "2"}], cfg)
+    examples, cut = tokenize_examples(tok, [{"prompt": "1" * 30, "response": "2"},
+                                            {"prompt": "1+1", "response": "2" * 1_000_000}], cfg)
+    assert cut == 1 and [e.ids for e in examples] == [encode(tok, "1" * 30 + "2") + [tok.eos_token_id],
+                                                      encode(tok, "1+1" + "2" * 29)]
+
+
+def test_preference_prompts_and_responses_are_bounded():
+    from rlvr.config import DataConfig
+    from rlvr.errors import UserError
+    from rlvr.trainers.preference_pairs import PairTokens
+
+    tok = char_tokenizer("0123456789+")
+    tokens = PairTokens(tok, DataConfig(template="plain"), 16)
+    with pytest.raises(UserError, match="a prompt has 16 tokens or more"):
+        tokens.prompt("9" * 5_000_000)
+    pair = tokens.pair(tokens.prompt("1+1"), tokens.response("2" * 5_000_000), tokens.response("3"))
+    assert pair.responses == (encode(tok, "2" * 13), encode(tok, "3") + [tok.eos_token_id])
+
+
+def test_rl_prompts_must_leave_room_for_generation(tiny_model_dir):
+    from rlvr.config import DataConfig, GenerationConfig
+    from rlvr.errors import UserError
+    from rlvr.models import load_tokenizer
+    from rlvr.rollouts import context_length, prompts_that_fit
+
+    tok = load_tokenizer(tiny_model_dir)
+    context = context_length(tiny_model_dir, GenerationConfig())
+    assert context == 128  # the tiny model's max_position_embeddings
+    plain = DataConfig(template="plain")
+    rows = [{"prompt": "1" * 120}, {"prompt": "1" * 121}, {"prompt": "1+" * 3_000_000}]
+    kept, skipped = prompts_that_fit(rows, tok, DataConfig(template="plain", on_bad_row="skip"), 128, 8, "r")
+    assert kept == rows[:1] and skipped == 2  # 120 + 8 fits 128 exactly; 121 does not
+    with pytest.raises(UserError, match=r"^rows\.jsonl: a prompt has more than 120 tokens, the model's context "
+                                        r"of 128 less generation\.max_new_tokens=8 .*: '1111"):
+        prompts_that_fit(rows, tok, plain, 128, 8, "rows.jsonl")
+    with pytest.raises(UserError, match="generation.max_new_tokens: 128 leaves no room for a prompt"):
+        prompts_that_fit(rows, tok, plain, 128, 128, "r")
+    assert prompts_that_fit(rows, tok, plain, None, 8, "r") == (rows, 0)  # a model that states no limit
