@@ -22,6 +22,7 @@ from rlvr.config import DataConfig
 from rlvr.data import render_prompt
 from rlvr.data.collate import pad_right
 from rlvr.data.templates import encode
+from rlvr.data.tokens import encode_capped
 from rlvr.errors import UserError
 from rlvr.models import load_tokenizer, resolve_model, torch_dtype
 
@@ -85,9 +86,14 @@ def encode_pair(tokenizer, prompt_text: str, completion: str, max_len: int) -> l
     """Token ids of a rendered prompt, then the completion and EOS; at most `max_len` of them.
 
     When too long, the prompt loses its oldest tokens first (the completion is what is judged), but
-    keeps at least a quarter of `max_len`; then the completion is cut, keeping its closing EOS."""
-    prompt = encode(tokenizer, prompt_text)
-    answer = encode(tokenizer, completion + tokenizer.eos_token)
+    keeps at least a quarter of `max_len`; then the completion is cut, keeping its closing EOS. Of a long
+    text only the part that can be kept is tokenized (rlvr.data.tokens)."""
+    prompt, _ = encode_capped(tokenizer, prompt_text, max_len, keep="tail")
+    answer, over = encode_capped(tokenizer, completion, max_len)
+    if over:  # cut below, keeping the EOS
+        answer = answer[:max_len] + [tokenizer.eos_token_id]
+    else:
+        answer = encode(tokenizer, completion + tokenizer.eos_token)
     if len(prompt) + len(answer) <= max_len:
         return prompt + answer
     keep = max(max_len - len(answer), min(len(prompt), max_len // 4))

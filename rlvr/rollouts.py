@@ -22,10 +22,49 @@ import torch
 
 import verifiers
 from rlvr.data import render_prompt
+from rlvr.data.tokens import encode_capped
 from rlvr.errors import UserError
 from rlvr.generation import sampling_params
 from rlvr.generation.base import Sample
 from rlvr.trainers.evaluation import greedy_accuracy
+
+
+def context_length(model_path: str, gen) -> int | None:
+    """Tokens the engine can hold, prompt and response together: the model's position limit, or vLLM's
+    max_model_len when that is smaller; None when the model does not say."""
+    from transformers import AutoConfig
+
+    n = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    if gen.backend == "vllm" and gen.vllm.max_model_len:
+        n = min(n or gen.vllm.max_model_len, gen.vllm.max_model_len)
+    return n
+
+
+def prompts_that_fit(rows: list[dict], tokenizer, data_cfg, context: int | None, max_new_tokens: int,
+                     origin: str) -> tuple[list[dict], int]:
+    """(rows, number skipped): the rows whose rendered prompt leaves generation.max_new_tokens of the
+    context. A longer one is a bad row (data.on_bad_row: error names it, skip counts it); only as much of
+    it is tokenized as the limit needs (rlvr.data.tokens)."""
+    if context is None:
+        return rows, 0
+    room = context - max_new_tokens
+    if room < 1:
+        raise UserError(f"generation.max_new_tokens: {max_new_tokens} leaves no room for a prompt in the "
+                        f"model's context of {context} tokens")
+    out, skipped = [], 0
+    for row in rows:
+        text = render_prompt(tokenizer, row["prompt"], data_cfg)
+        # a token is at least one byte (byte-level BPE, characters, SentencePiece's byte fallback, plus the
+        # space it may prepend): a short prompt fits without being tokenized
+        if (len(text) < room and len(text.encode()) < room) or not encode_capped(tokenizer, text, room)[1]:
+            out.append(row)
+        elif data_cfg.on_bad_row == "skip":
+            skipped += 1
+        else:
+            raise UserError(f"{origin}: a prompt has more than {room} tokens, the model's context of "
+                            f"{context} less generation.max_new_tokens={max_new_tokens} (set "
+                            f"data.on_bad_row: skip to skip such rows): {row['prompt'][:40]!r}")
+    return out, skipped
 
 
 class Rollouts:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rlvr.config.parts import DataConfig, GenerationConfig, ModelConfig
+from rlvr.config.parts import DataConfig, GenerationConfig, ModelConfig, check_ranges
 
 
 @dataclass
@@ -59,6 +59,15 @@ class EvalConfig:
     verifier: VerifierSettings = field(default_factory=VerifierSettings)
     few_shot: FewShotSettings = field(default_factory=FewShotSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+
+    def validate(self) -> None:
+        from rlvr.errors import UserError
+
+        check_ranges(self.verifier, "verifier", {"workers": ">=0", "timeout": ">0"})
+        check_ranges(self.few_shot, "few_shot", {"count": ">=0"})
+        check_ranges(self.eval, "eval", {"limit": ">=1", "chunk": ">=1"})
+        if not self.eval.k or min(self.eval.k) < 1:
+            raise UserError(f"eval.k: expected a list of sample counts, each 1 or more, got {self.eval.k}")
 
 
 KINDS = {"eval": EvalConfig}

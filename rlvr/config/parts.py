@@ -127,12 +127,77 @@ class LoggingConfig:
     tensorboard: bool = True  # only when tensorboard is installed
 
 
+# ---- ranges ----------------------------------------------------------------------------------------
+# A rule per numeric field: what it must be, and how the one-line error says so. None (an unset optional
+# field) is always allowed. The checks are written so that NaN fails every rule.
+RULES = {
+    ">0": (lambda v: v > 0, "a number above 0"),
+    ">1": (lambda v: v > 1, "a number above 1"),
+    ">=0": (lambda v: v >= 0, "0 or more"),
+    ">=1": (lambda v: v >= 1, "1 or more"),
+    ">=2": (lambda v: v >= 2, "2 or more"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "a share in [0, 1]"),
+    "(0,1]": (lambda v: 0 < v <= 1, "a share in (0, 1]"),
+    "[0,1)": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "[0,0.5)": (lambda v: 0 <= v < 0.5, "a number in [0, 0.5)"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),  # numpy's seeds
+}
+
+# The optimizer and schedule fields every trainer section shares.
+TRAINER_RANGES = {"lr": ">0", "weight_decay": ">=0", "warmup_steps": ">=0", "min_lr_ratio": "[0,1]",
+                  "max_steps": ">=1", "max_seconds": ">0", "grad_clip": ">=0", "eval_every": ">=0",
+                  "save_every": ">=0", "keep_checkpoints": ">=0", "seed": "seed"}
+
+
+def check_ranges(section, key: str, ranges: dict[str, str]) -> None:
+    """Each field of `section` named in `ranges` within its rule; raises UserError naming `key`.field."""
+    import math
+
+    from rlvr.errors import UserError
+
+    for name, rule in ranges.items():
+        value = getattr(section, name)
+        if value is None:
+            continue
+        within, expected = RULES[rule]
+        if not within(value) or (isinstance(value, float) and not math.isfinite(value)):
+            raise UserError(f"{key}.{name}: expected {expected}, got {value}")
+
+
+def check_betas(betas: list[float], key: str) -> None:
+    """Adam's (beta1, beta2): two decay rates in [0, 1)."""
+    from rlvr.errors import UserError
+
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise UserError(f"{key}: expected two numbers in [0, 1) (Adam's beta1, beta2), got {betas}")
+
+
+def check_trainer(trainer, ranges: dict[str, str]) -> None:
+    """A trainer section: the shared optimizer fields, then the kind's own `ranges`."""
+    check_ranges(trainer, "trainer", {**TRAINER_RANGES, **ranges})
+    check_betas(trainer.betas, "trainer.betas")
+
+
 def validate_sections(cfg) -> None:
     """Checks of the shared sections that their types cannot express; raises UserError naming the key."""
     from rlvr.errors import UserError
 
-    gen, ds = getattr(cfg, "generation", None), getattr(cfg, "deepspeed", None)
+    model, data, gen = (getattr(cfg, name, None) for name in ("model", "data", "generation"))
+    ds, log = getattr(cfg, "deepspeed", None), getattr(cfg, "logging", None)
+    if model is not None:
+        tiny = model.tiny
+        check_ranges(tiny, "model.tiny", {"hidden_size": ">=1", "num_layers": ">=1", "num_heads": ">=1",
+                                          "intermediate_size": ">=1", "max_position_embeddings": ">=2"})
+        if tiny.hidden_size % tiny.num_heads or (tiny.hidden_size // tiny.num_heads) % 2:
+            raise UserError(f"model.tiny.hidden_size: expected an even number of dimensions per head "
+                            f"(model.tiny.num_heads={tiny.num_heads}), got {tiny.hidden_size}")
+    if data is not None:
+        check_ranges(data, "data", {"max_samples": ">=1", "eval_samples": ">=0"})
+        check_ranges(data.arith, "data.arith", {"operands": ">=1", "digits": ">=1", "train_size": ">=1",
+                                                "test_size": ">=0", "seed": "seed"})
     if gen is not None:
+        check_ranges(gen, "generation", {"temperature": ">=0", "top_p": "(0,1]", "top_k": ">=0",
+                                         "max_new_tokens": ">=1", "seed": "seed", "batch_size": ">=1"})
         v = gen.vllm
         if not 0 < v.gpu_memory_utilization <= 1:
             raise UserError(f"generation.vllm.gpu_memory_utilization: expected a share in (0, 1], got "
@@ -142,6 +207,7 @@ def validate_sections(cfg) -> None:
                             f"got {v.tensor_parallel_size}")
         if v.max_model_len is not None and v.max_model_len < 1:
             raise UserError(f"generation.vllm.max_model_len: expected a positive number, got {v.max_model_len}")
+        check_ranges(v, "generation.vllm", {"sync_timeout": ">0"})
     if ds is not None:
         if ds.offload_param and ds.stage != 3:
             raise UserError(f"deepspeed.offload_param: parameter offload needs deepspeed.stage=3, "
@@ -150,3 +216,5 @@ def validate_sections(cfg) -> None:
             raise UserError("deepspeed.offload_optimizer: optimizer offload needs ZeRO, deepspeed.stage 1, 2 or 3")
         if ds.timeout_minutes <= 0:
             raise UserError(f"deepspeed.timeout_minutes: expected a positive number, got {ds.timeout_minutes}")
+    if log is not None:
+        check_ranges(log, "logging", {"log_every": ">=1"})

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlvr.config.parts import DataConfig, DeepSpeedConfig, GenerationConfig, LoggingConfig, ModelConfig
-from rlvr.config.rl import RewardConfig
+from rlvr.config.parts import (DataConfig, DeepSpeedConfig, GenerationConfig, LoggingConfig, ModelConfig,
+                               check_trainer)
+from rlvr.config.rl import RewardConfig, check_reward
 
 
 @dataclass
@@ -62,6 +63,14 @@ class PreferenceConfig:
     trainer: PreferenceTrainerConfig = field(default_factory=PreferenceTrainerConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     logging: LoggingConfig = field(default_factory=lambda: LoggingConfig(out_dir="runs/preference", log_every=1))
+
+    def validate(self) -> None:
+        check_trainer(self.trainer, {
+            "beta": ">0", "label_smoothing": "[0,0.5)", "simpo_gamma": ">=0", "nll_coef": ">=0",
+            "orpo_lambda": ">=0", "kto_desirable_weight": ">0", "kto_undesirable_weight": ">0",
+            "prompts_per_step": ">=1", "samples_per_prompt": ">=1", "offline_prompts": ">=1", "epochs": ">=1",
+            "batch_size": ">=1", "micro_batch_size": ">=1", "max_seq_len": ">=2", "eval_samples": ">=0"})
+        check_reward(self.reward)
 
 
 KINDS = {"preference": PreferenceConfig}

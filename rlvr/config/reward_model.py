@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlvr.config.parts import DataConfig, DeepSpeedConfig, LoggingConfig, ModelConfig
+from rlvr.config.parts import DataConfig, DeepSpeedConfig, LoggingConfig, ModelConfig, check_trainer
 
 
 @dataclass
@@ -36,6 +36,9 @@ class RewardModelConfig:
     trainer: RewardModelTrainerConfig = field(default_factory=RewardModelTrainerConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     logging: LoggingConfig = field(default_factory=lambda: LoggingConfig(out_dir="runs/reward_model"))
+
+    def validate(self) -> None:
+        check_trainer(self.trainer, {"batch_size": ">=1", "micro_batch_size": ">=1", "max_seq_len": ">=2"})
 
 
 KINDS: dict[str, type] = {"reward_model": RewardModelConfig}

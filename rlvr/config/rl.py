@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rlvr.config.parts import DataConfig, DeepSpeedConfig, GenerationConfig, LoggingConfig, ModelConfig
+from rlvr.config.parts import (DataConfig, DeepSpeedConfig, GenerationConfig, LoggingConfig, ModelConfig,
+                               check_ranges, check_trainer)
 
 
 @dataclass
@@ -104,9 +105,21 @@ class RLConfig:
     def validate(self) -> None:
         from rlvr.errors import UserError
 
+        check_trainer(self.trainer, {
+            "prompts_per_step": ">=1", "samples_per_prompt": ">=1", "ppo_epochs": ">=1",
+            "minibatch_size": ">=1", "micro_batch_size": ">=1", "critic_lr": ">0", "clip_low": "[0,1)",
+            "clip_high": ">=0", "dual_clip": ">1", "value_clip": ">0", "vf_coef": ">=0",
+            "entropy_coef": ">=0", "kl_coef": ">=0", "kl_target": ">0", "kl_horizon": ">=1",
+            "gamma": "[0,1]", "lam": "[0,1]", "max_refill_rounds": ">=0", "eval_samples": ">=0"})
+        check_reward(self.reward)
         rc = self.trainer.rollout_correction
         if rc.mode != "none" and not rc.cap > 1:
             raise UserError(f"trainer.rollout_correction.cap: expected a number above 1, got {rc.cap}")
+
+
+def check_reward(reward: RewardConfig) -> None:
+    check_ranges(reward, "reward", {"workers": ">=0", "timeout": ">0", "clip": ">0",
+                                    "overlong_buffer": ">=1"})
 
 
 KINDS = {"rl": RLConfig}

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlvr.config.parts import (DataConfig, DeepSpeedConfig, GenerationConfig, LoggingConfig,
-                               ModelConfig)
+                               ModelConfig, check_trainer)
 
 
 @dataclass
@@ -38,6 +38,10 @@ class SFTConfig:
     trainer: SFTTrainerConfig = field(default_factory=SFTTrainerConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def validate(self) -> None:
+        check_trainer(self.trainer, {"batch_size": ">=1", "micro_batch_size": ">=1", "max_seq_len": ">=2",
+                                     "eval_loss_samples": ">=1"})
 
 
 @dataclass

@@ -1,13 +1,53 @@
-"""Held-out accuracy inside training: greedy answers to the eval rows, judged, counted over ranks."""
+"""Held-out accuracy inside training: which rows are held out, and greedy answers to them, judged, counted
+over ranks."""
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Callable
 
 from rlvr import distributed as D
-from rlvr.data import render_prompt
+from rlvr.data import Rows, load_rows, render_prompt
+from rlvr.errors import UserError
 from rlvr.generation.base import Engine, Sample, SamplingParams
 
 Judge = Callable[[list[dict], list[Sample]], list[bool]]
+
+
+def training_and_held_out(data, need: dict, eval_limit: int | None) -> tuple[Rows, Rows, str | None]:
+    """(training rows, held-out rows, a line for the log or None).
+
+    A local file with no separate data.eval_source has no test split of its own: it is carved in two by a
+    hash of each prompt, as preference pairs are (rlvr.data.preferences.in_test), and the held-out share
+    is never trained on, so its accuracy is a held-out one. The arith task, the benchmarks and hub data
+    sets have test splits of their own. `eval_limit` None: data.max_samples, as for load_rows."""
+    from rlvr.data import benchmarks
+    from rlvr.data.loading import FILE_SUFFIXES
+    from rlvr.data.preferences import in_test
+
+    source = data.source
+    local = (source != "arith" and source not in benchmarks.BENCHMARKS
+             and (Path(source).suffix in FILE_SUFFIXES or Path(source).exists()))
+    if not local or (data.eval_source and data.eval_source != source):
+        return (load_rows(data, data.split, need),
+                load_rows(data, data.eval_split, need, source=data.eval_source or source, limit=eval_limit),
+                None)
+    whole = load_rows(dataclasses.replace(data, max_samples=None), data.split, need)
+    held = [r for r in whole.rows if in_test(r["prompt"])]
+    train = [r for r in whole.rows if not in_test(r["prompt"])]
+    note = (f"data: {whole.origin} has no separate data.eval_source: {len(held)} of its {len(whole.rows)} "
+            "rows (by a hash of each prompt, as for preference pairs) are held out for evaluation and not "
+            "trained on")
+    eval_limit = eval_limit if eval_limit is not None else data.max_samples
+    return (Rows(train[: data.max_samples], whole.skipped, whole.origin),
+            Rows(held[:eval_limit], 0, whole.origin), note)
+
+
+def check_batch(key: str, batch: int, rows: int, what: str, origin: str) -> None:
+    """A batch larger than the data set repeats every row within each step: a mistake, not a plan."""
+    if batch > rows:
+        raise UserError(f"{key}: {batch} {what} per step, but {origin} has {rows} training "
+                        f"{what}; lower {key} or add data")
 
 
 def rank_shard(n: int) -> tuple[list[int], int]:

@@ -39,10 +39,10 @@ from rlvr.data import load_rows
 from rlvr.data.collate import Example, collate
 from rlvr.errors import UserError
 from rlvr.models import load_model, load_tokenizer
-from rlvr.rollouts import Rollouts
+from rlvr.rollouts import Rollouts, context_length, prompts_that_fit
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
-from rlvr.trainers.evaluation import rank_shard
+from rlvr.trainers.evaluation import check_batch, rank_shard, training_and_held_out
 from rlvr.trainers.preference_pairs import Item, OfflinePairs, OnlinePairs, PairTokens
 from rlvr.trainers.rl_models import reference_engine
 
@@ -96,8 +96,9 @@ class PreferenceTrainer(Trainer):
         self.model_path = self.prepare_model(t.seed)
         self.tokenizer = load_tokenizer(self.model_path)
         need = {"prompt": str, "response": (str, int, float)} if t.mode == "spin" else {"prompt": str}
-        rows = [] if (offline and t.pairs == "data") else load_rows(cfg.data, cfg.data.split, need).rows
-        self.eval_rows = self._load_eval_rows()
+        rows = [] if (offline and t.pairs == "data") else self._load_prompt_rows(need)
+        if offline and t.pairs == "data":
+            self.eval_rows = self._load_eval_rows()
 
         ds = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)
         zero3 = hf_zero3_context(ds)  # alive while models load
@@ -115,6 +116,27 @@ class PreferenceTrainer(Trainer):
         tokens = PairTokens(self.tokenizer, cfg.data, t.max_seq_len)
         self.pairs = (OfflinePairs(cfg, self.run_dir, tokens, rows, self.rollouts, self._offline_reference,
                                    self.log_line) if offline else OnlinePairs(cfg, tokens, rows, self.rollouts))
+
+    def _load_prompt_rows(self, need: dict) -> list[dict]:
+        """Prompts to sample from, and held-out rows with a reference answer for greedy accuracy (a local
+        file without data.eval_source is carved in two), each prompt leaving room for generation."""
+        cfg, t = self.cfg, self.t
+        limit = min(t.eval_samples, cfg.data.eval_samples or t.eval_samples)
+        train, held_out, carved = training_and_held_out(cfg.data, need, limit)
+        if carved:
+            self.log_line(carved)
+        context = context_length(self.model_path, cfg.generation)
+        max_new = cfg.generation.max_new_tokens
+        (rows, long_rows), (eval_rows, long_eval) = (
+            prompts_that_fit(part.rows, self.tokenizer, cfg.data, context, max_new, part.origin)
+            for part in (train, held_out))
+        if long_rows or long_eval:
+            self.log_line(f"data: skipped {long_rows} training and {long_eval} held-out rows whose prompt "
+                          f"leaves no room for generation.max_new_tokens in the model's context")
+        if t.mode != "offline":
+            check_batch("trainer.prompts_per_step", t.prompts_per_step, len(rows), "prompts", train.origin)
+        self.eval_rows = [r for r in eval_rows if r.get("reference") is not None] if t.eval_samples else []
+        return rows
 
     def _load_eval_rows(self) -> list[dict]:
         """Held-out rows with a reference answer, for greedy accuracy. Pairs data has none of its own; it

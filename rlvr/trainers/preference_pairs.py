@@ -24,10 +24,10 @@ import torch
 from rlvr import distributed as D
 from rlvr.atomic import atomic_write_json
 from rlvr.data import render_prompt, render_response
-from rlvr.data.templates import encode
+from rlvr.data.tokens import encode_capped
 from rlvr.errors import UserError
 from rlvr.generation.base import Sample
-from rlvr.trainers.evaluation import rank_shard
+from rlvr.trainers.evaluation import check_batch, rank_shard
 from rlvr.trainers.sampler import EpochSampler
 
 PAIRS_FILE = "preference_pairs.json"  # offline pairs and their reference log-probabilities
@@ -75,14 +75,18 @@ class PairTokens:
         self.tokenizer, self.data_cfg, self.max_seq_len = tokenizer, data_cfg, max_seq_len
 
     def prompt(self, prompt: str) -> list[int]:
-        ids = encode(self.tokenizer, render_prompt(self.tokenizer, prompt, self.data_cfg))
-        if len(ids) >= self.max_seq_len:
-            raise UserError(f"a prompt has {len(ids)} tokens, over trainer.max_seq_len={self.max_seq_len}: "
-                            f"{prompt[:60]!r}")
+        limit = self.max_seq_len
+        text = render_prompt(self.tokenizer, prompt, self.data_cfg)
+        ids, over = encode_capped(self.tokenizer, text, limit - 1)
+        if over:
+            raise UserError(f"a prompt has {limit} tokens or more, leaving no room for a response in "
+                            f"trainer.max_seq_len={limit}: {prompt[:60]!r}")
         return ids
 
     def response(self, text: str) -> list[int]:
-        return encode(self.tokenizer, render_response(self.tokenizer, str(text)))
+        """The response's tokens; of one longer than max_seq_len, only its first ones (`pair` cuts it)."""
+        ids, _ = encode_capped(self.tokenizer, render_response(self.tokenizer, str(text)), self.max_seq_len)
+        return ids
 
     def pair(self, prompt: list[int], chosen: list[int], rejected: list[int]) -> Item:
         """A pair with each response cut to fit max_seq_len after the prompt."""
@@ -150,6 +154,8 @@ class OfflinePairs:
         items = unpaired(pairs) if self.t.loss == "kto" else pairs
         if not items:
             raise UserError("no preference pairs to train on (every prompt's samples scored the same?)")
+        what = "examples" if self.t.loss == "kto" else "pairs"
+        check_batch("trainer.batch_size", self.t.batch_size, len(items), what, self.cfg.data.source)
         self.items = items  # the filler of the reference passes
         items, held_out = self.score_reference(items, held_out)
         self.note.update(items=len(items), build_seconds=round(time.time() - start, 1))

@@ -35,7 +35,7 @@ from rlvr.trainers.engines import (
     hf_zero3_context,
     make_engine,
 )
-from rlvr.trainers.evaluation import rank_shard
+from rlvr.trainers.evaluation import check_batch, rank_shard
 from rlvr.trainers.sampler import EpochSampler
 
 
@@ -73,6 +73,7 @@ class RewardModelTrainer(Trainer):
         if not self.train_set:
             raise UserError(f"data: no training pairs from data.source={cfg.data.source!r} "
                             f"(split {cfg.data.split!r}); expected prompt/chosen/rejected rows")
+        check_batch("trainer.batch_size", t.batch_size, len(self.train_set), "pairs", cfg.data.source)
         longest = max(len(s) for p in self.train_set + self.eval_set for s in (p.chosen, p.rejected))
         self.data_note = {"train_pairs": len(self.train_set), "eval_pairs": len(self.eval_set),
                           "longest_sequence": longest}

@@ -22,13 +22,13 @@ from rlvr.algorithms.logprobs import token_logprobs
 from rlvr.algorithms.losses import aggregate, kl_penalty, policy_loss, value_loss
 from rlvr.algorithms.rollout_correction import rollout_metrics, rollout_stats, rollout_weights
 from rlvr.config.rl import RLConfig
-from rlvr.data import load_rows
 from rlvr.errors import UserError
 from rlvr.generation.base import Sample
 from rlvr.models import disable_dropout, load_model, load_tokenizer
-from rlvr.rollouts import Rollouts
+from rlvr.rollouts import Rollouts, context_length, prompts_that_fit
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
+from rlvr.trainers.evaluation import check_batch, training_and_held_out
 from rlvr.trainers.rl_models import ValueModel, reference_engine
 from rlvr.trainers.rollout import RolloutBatch, build_batch, last_token_rewards, shape_reward
 from rlvr.trainers.sampler import EpochSampler
@@ -60,11 +60,18 @@ class RLTrainer(Trainer):
 
         model_path = self.prepare_model(t.seed)
         self.tokenizer = load_tokenizer(model_path)
-        need = {"prompt": str}
-        self.rows = load_rows(cfg.data, cfg.data.split, need).rows
-        eval_source = cfg.data.eval_source or cfg.data.source
-        self.eval_rows = load_rows(cfg.data, cfg.data.eval_split, need, source=eval_source,
-                                   limit=min(t.eval_samples, cfg.data.eval_samples or t.eval_samples)).rows
+        train, held_out, carved = training_and_held_out(
+            cfg.data, {"prompt": str}, min(t.eval_samples, cfg.data.eval_samples or t.eval_samples))
+        if carved:
+            self.log_line(carved)
+        context = context_length(model_path, cfg.generation)
+        fit = [prompts_that_fit(part.rows, self.tokenizer, cfg.data, context, cfg.generation.max_new_tokens,
+                                part.origin) for part in (train, held_out)]
+        (self.rows, long_rows), (self.eval_rows, long_eval_rows) = fit
+        if long_rows or long_eval_rows:
+            self.log_line(f"data: skipped {long_rows} training and {long_eval_rows} held-out rows whose "
+                          f"prompt leaves no room for generation.max_new_tokens in the model's context")
+        check_batch("trainer.prompts_per_step", t.prompts_per_step, len(self.rows), "prompts", train.origin)
         self.sampler = EpochSampler(len(self.rows), seed=t.seed)
 
         ds = deepspeed_config(cfg.deepspeed, self.plan, t.grad_clip, cfg.model.dtype)

@@ -13,30 +13,33 @@ import torch
 from rlvr import distributed as D
 from rlvr.algorithms.logprobs import sft_loss, token_logprobs
 from rlvr.config import SFTConfig
-from rlvr.data import load_rows, render_prompt, render_response
+from rlvr.data import render_prompt, render_response
 from rlvr.data.collate import Example, collate
-from rlvr.data.templates import encode
+from rlvr.data.tokens import encode_capped
 from rlvr.errors import UserError
 from rlvr.models import load_model, load_tokenizer
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
-from rlvr.trainers.evaluation import exact_match, greedy_accuracy
+from rlvr.trainers.evaluation import check_batch, exact_match, greedy_accuracy, training_and_held_out
 from rlvr.trainers.sampler import EpochSampler
 from rlvr.trainers.zero3 import generation_engine
 
 
-def tokenize_examples(tokenizer, rows: list[dict], cfg: SFTConfig) -> tuple[list[Example], int]:
-    """(examples, number truncated). The response is cut to fit max_seq_len; the prompt never is."""
+def tokenize_examples(tokenizer, rows: list[dict], cfg: SFTConfig,
+                      origin: str = "data") -> tuple[list[Example], int]:
+    """(examples, number truncated). The response is cut to fit max_seq_len; the prompt never is. Only
+    as much of a long text is tokenized as the limit needs (rlvr.data.tokens)."""
     out, truncated = [], 0
     limit = cfg.trainer.max_seq_len
-    for i, row in enumerate(rows):
-        prompt = encode(tokenizer, render_prompt(tokenizer, row["prompt"], cfg.data))
-        response = encode(tokenizer, render_response(tokenizer, str(row["response"])))
-        if len(prompt) >= limit:
-            raise UserError(f"data row {i}: the prompt alone has {len(prompt)} tokens, over "
-                            f"trainer.max_seq_len={limit}")
-        if len(prompt) + len(response) > limit:
-            response, truncated = response[: limit - len(prompt)], truncated + 1
+    for row in rows:
+        prompt, over = encode_capped(tokenizer, render_prompt(tokenizer, row["prompt"], cfg.data), limit - 1)
+        if over:
+            raise UserError(f"{origin}: a prompt alone has {limit} tokens or more, leaving no room for its "
+                            f"response in trainer.max_seq_len={limit}: {row['prompt'][:40]!r}")
+        room = limit - len(prompt)
+        response, over = encode_capped(tokenizer, render_response(tokenizer, str(row["response"])), room)
+        if over:
+            response, truncated = response[:room], truncated + 1
         out.append(Example(prompt + response, len(prompt)))
     return out, truncated
 
@@ -52,13 +55,13 @@ class SFTTrainer(Trainer):
         self.tokenizer = load_tokenizer(model_path)
 
         need = {"prompt": str, "response": (str, int, float)}
-        train = load_rows(cfg.data, cfg.data.split, need)
-        self.train_set, truncated = tokenize_examples(self.tokenizer, train.rows, cfg)
-        eval_source = cfg.data.eval_source or cfg.data.source
-        held_out = load_rows(cfg.data, cfg.data.eval_split, need, source=eval_source,
-                             limit=cfg.data.eval_samples)
+        train, held_out, carved = training_and_held_out(cfg.data, need, cfg.data.eval_samples)
+        if carved:
+            self.log_line(carved)
+        check_batch("trainer.batch_size", t.batch_size, len(train.rows), "rows", train.origin)
+        self.train_set, truncated = tokenize_examples(self.tokenizer, train.rows, cfg, train.origin)
         self.eval_rows = held_out.rows
-        self.eval_set, _ = tokenize_examples(self.tokenizer, self.eval_rows, cfg)
+        self.eval_set, _ = tokenize_examples(self.tokenizer, self.eval_rows, cfg, held_out.origin)
         self.data_note = {"train_rows": len(self.train_set), "eval_rows": len(self.eval_rows),
                           "skipped_rows": train.skipped + held_out.skipped, "truncated_rows": truncated}
         self.log_line(f"data: {self.data_note}")
@@ -136,6 +139,8 @@ class SFTTrainer(Trainer):
                                self.cfg.generation.max_new_tokens, exact_match)
 
     def evaluate(self, step: int) -> dict:
+        if not self.eval_set:  # a small local file may hold out no row (training_and_held_out)
+            return {}
         out = {"eval_loss": self.eval_loss()}
         acc = self.accuracy()
         if acc is not None:
