@@ -185,3 +185,6 @@ def test_sigkill_and_resume_matches_uninterrupted(reference, pairs_file, tmp_pat
     assert losses(resumed) == pytest.approx(ref, rel=1e-5)
     # saved at steps 4, 8 and 12 (the end): trainer.keep_checkpoints=1 leaves only the newest
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000012"]
+    # the reward format is part of the checkpoint, so resume checks it against the manifest too
+    manifest = json.loads((out / "checkpoints" / "step-000012" / "manifest.json").read_text())
+    assert "reward_format.json" in manifest["files"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -153,10 +154,8 @@ class RewardModelTrainer(Trainer):
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state["sampler"])
 
-    def save(self) -> None:
-        super().save()
-        if D.is_main():
-            self.format.save(self.checkpointer.latest())
+    def checkpoint_files(self, folder: Path) -> None:
+        self.format.save(folder)  # before the manifest, so resume checks it with the rest
 
     def export_final(self) -> None:
         super().export_final()
