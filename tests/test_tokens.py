@@ -51,9 +51,9 @@ def test_the_decision_is_exact_at_every_length_around_the_cut(make):
     is the whole text's answer, and a text within the limit comes back whole."""
     tok = make()
     texts = []
-    for n in range(0, 90):
+    for n in range(90):
         texts += ["a" * n, "ab" * (n // 2) + "a" * (n % 2), "b" + "a" * n, ("a " * n)[:n], " " * n + "a a"]
-    for limit in range(0, 8):
+    for limit in range(8):
         for text in texts:
             whole = encode(tok, text)
             for keep in ("head", "tail"):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from tests.bad_inputs import Case
 
-ROWS = "".join('{"prompt": "%d+%d", "response": "%d", "reference": "%d"}\n' % (a, a, 2 * a, 2 * a)
+ROWS = "".join(f'{{"prompt": "{a}+{a}", "response": "{2 * a}", "reference": "{2 * a}"}}\n'
                for a in range(1, 5))
 # A one-layer model on a local file; everything printed is the log (no progress bar).
 SFT = """kind: sft
