@@ -21,6 +21,11 @@ from rlvr.errors import UserError
 FILE_SUFFIXES = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": "parquet"}
 
 
+def is_file_source(source: str) -> bool:
+    """Whether data.source names a local file (one that is missing too, by its suffix), not a hub set."""
+    return Path(source).suffix in FILE_SUFFIXES or Path(source).exists()
+
+
 @dataclass
 class Rows:
     rows: list[dict]
@@ -209,7 +214,7 @@ def load_rows(cfg: DataConfig, split: str | None = None, need: dict[str, Any] | 
         located = [(where, r) for where, r in read_located(path) if keep(r)]
         loaded = _check([r for _, r in located], reader, need, str(path), cfg.on_bad_row,
                         lambda i: located[i][0])
-    elif Path(source).suffix in FILE_SUFFIXES or Path(source).exists():
+    elif is_file_source(source):
         located = read_located(source)
         loaded = _check([r for _, r in located], mapper(cfg.fields), need, source, cfg.on_bad_row,
                         lambda i: located[i][0])

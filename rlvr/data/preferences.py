@@ -22,11 +22,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
-from pathlib import Path
 
 from rlvr.config import DataConfig
 from rlvr.data import benchmarks
-from rlvr.data.loading import FILE_SUFFIXES, load_rows
+from rlvr.data.loading import is_file_source, load_rows
 from rlvr.data.tasks import arith
 from rlvr.errors import UserError
 
@@ -94,10 +93,6 @@ def arith_pairs(cfg: DataConfig, split: str) -> list[dict]:
 
 
 # ---- any source -----------------------------------------------------------------------------------
-def _is_file(source: str) -> bool:
-    return Path(source).suffix in FILE_SUFFIXES or Path(source).exists()
-
-
 def load_pairs(cfg: DataConfig, split: str, limit: int | None = None) -> list[dict]:
     """Checked pairs of `cfg` for `split`; at most `limit` (default `cfg.max_samples`) of them."""
     whole = dataclasses.replace(cfg, max_samples=None)  # the limit applies after carving, not before
@@ -109,7 +104,7 @@ def load_pairs(cfg: DataConfig, split: str, limit: int | None = None) -> list[di
         # the shipped files are the test split of HH; both our splits come out of them
         path = benchmarks.benchmark_file(source, "test")
         pairs = carve(load_rows(whole, "test", PAIR_FIELDS, source=source).rows, split, str(path))
-    elif _is_file(source):
+    elif is_file_source(source):
         rows = load_rows(whole, split, PAIR_FIELDS, source=source).rows
         pairs = rows if separate else carve(rows, split, source)
     else:  # a hub data set has splits of its own

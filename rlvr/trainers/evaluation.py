@@ -3,7 +3,6 @@ over ranks."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Callable
 
 from rlvr import distributed as D
@@ -22,12 +21,12 @@ def training_and_held_out(data, need: dict, eval_limit: int | None) -> tuple[Row
     is never trained on, so its accuracy is a held-out one. The arith task, the benchmarks and hub data
     sets have test splits of their own. `eval_limit` None: data.max_samples, as for load_rows."""
     from rlvr.data import benchmarks
-    from rlvr.data.loading import FILE_SUFFIXES
+    from rlvr.data.loading import is_file_source
     from rlvr.data.preferences import in_test
 
     source = data.source
     local = (source != "arith" and source not in benchmarks.BENCHMARKS
-             and (Path(source).suffix in FILE_SUFFIXES or Path(source).exists()))
+             and is_file_source(source))
     if not local or (data.eval_source and data.eval_source != source):
         return (load_rows(data, data.split, need),
                 load_rows(data, data.eval_split, need, source=data.eval_source or source, limit=eval_limit),
