@@ -91,7 +91,6 @@ class Trainer:
             self.metrics = MetricsLog(self.run_dir, cfg.logging.tensorboard, resume_step=start)
             for moved in self.metrics.moved_aside:
                 self.log_line(f"a fresh start: the earlier start's {moved}")
-        if D.is_main():
             with writing(self.run_dir / "config.yaml"):
                 save_config(cfg, self.run_dir / "config.yaml")
         self.step = 0
