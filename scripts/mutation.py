@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The unit-level files first: `pytest -x` stops at the first failure, so most mutants die in a second.
 MATH_TESTS = ["tests/test_math_equiv.py", "tests/test_math_parse.py", "tests/test_math_extract.py",
-              "tests/test_math_normalize.py", "tests/test_math_equivalence.py",
+              "tests/test_math_normalize.py", "tests/test_math_structure.py", "tests/test_math_equivalence.py",
               "tests/test_math_pathological.py"]
 CODE_TESTS = ["tests/test_code_units.py", "tests/test_code_scoring.py", "tests/test_code_verifier.py"]
 SANDBOX_TESTS = ["tests/test_sandbox_units.py", "tests/test_sandbox_limits.py", "tests/test_sandbox_run.py"]
@@ -99,6 +99,16 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("rlvr/algorithms/losses.py",
      "loss = torch.where(advantages < 0, torch.min(loss, -dual_clip * advantages), loss)", "cmp-boundary",
      "at A = 0 both branches are 0: -min(0 * ratio, 0 * clip) = 0 and min(0, -c * 0) = 0"),
+    *[("verifiers/math_normalize.py",
+       'UNIT_TAIL = re.compile(r"(?<=[\\d}\\s])\\s*(?:" + "|".join(sorted(UNITS, key=len, reverse=True)) + '
+       'r")(?:\\^\\{?[23]\\}?)?\\s*$", re.IGNORECASE)', op,
+       "the order of the unit alternatives: every alternative must reach the end of the answer (`\\s*$`), "
+       "so the regex backtracks to whichever unit fits; all start at the same place, so the match is the same")
+      for op in ("arg-dropped -> sorted(UNITS, reverse", "arg-dropped -> sorted(UNITS, key=len)", "const")],
+    ("verifiers/math_normalize.py", "rest = s[:start] + s[end:]", "slice start + 1",
+     "s[start] is always the backslash of `\\text`: one more character of it adds no digit to `rest`"),
+    ("verifiers/math_structure.py", 'elif len(s) >= 2 and s[0] in "([" and s[-1] in ")]":', "const 2 -> 1",
+     "a one-character string cannot both start with ( or [ and end with ) or ]"),
 ]
 
 # Mutants per module at most, by path prefix (evenly sampled beyond it), so that the whole run fits 30

@@ -84,3 +84,18 @@ def test_rule(rule, raw, expected):
 )
 def test_normalize_pipeline(raw, expected):
     assert normalize(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("4 CM", "4"),                   # unit words in any case
+        ("4 Cm^2", "4"),
+        (r"\text{total }7", "7"),        # a label right before the number goes too
+        ("(c", "C"),                     # multiple choice with only its opening bracket
+        ("c)", "C"),
+        ("(c)", "C"),
+    ],
+)
+def test_units_labels_and_choices(raw, expected):
+    assert normalize(raw) == expected
