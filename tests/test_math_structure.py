@@ -90,3 +90,9 @@ def test_structures(text, value):
 def test_not_a_structure(text):
     """A single expression, or a list with an empty element, is left to the expression parser."""
     assert parse_structure(text, parse) is None
+
+
+def test_only_a_backslash_makes_a_brace_escaped():
+    """A bracket right before a brace is counted as well (`({`), not skipped as if it escaped it."""
+    assert split_top_level("({1,2}),3", ",") == ["({1,2})", "3"]
+    assert split_top_level("[{1},{2}],3", ",") == ["[{1},{2}]", "3"]

@@ -138,3 +138,15 @@ def test_exit_codes_and_peak_memory_as_a_cold_python_reports_them(mode):
     r = run_in(mode, "x = bytearray(64 << 20)\nx[::4096] = b'x' * len(x[::4096])\nraise SystemExit", limits)
     assert r.status is Status.OK and r.exit_code == 0
     assert 64 << 20 <= r.peak_memory_bytes < limits.memory_bytes  # in bytes (rusage counts KiB)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_child_left_holding_stdout_delays_the_result_by_the_drain_not_the_wall_limit(mode):
+    """After the program exits, output is read for supervisor._DRAIN_SECONDS more, then the rest is
+    killed: a background process that keeps stdout open must not hold the result until the wall limit."""
+    program = ("import subprocess, sys\n"
+               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+               "print('done', flush=True)")
+    r = run_in(mode, program, Limits(wall_seconds=20.0))
+    assert r.status is Status.OK and r.stdout == "done\n", (r.status, r.stderr)
+    assert r.wall_seconds < 10.0, r.wall_seconds
