@@ -109,6 +109,15 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "s[start] is always the backslash of `\\text`: one more character of it adds no digit to `rest`"),
     ("verifiers/math_structure.py", 'elif len(s) >= 2 and s[0] in "([" and s[-1] in ")]":', "const 2 -> 1",
      "a one-character string cannot both start with ( or [ and end with ) or ]"),
+    ("sandbox/capabilities.py", "pass_fds=(), wall_seconds=10.0, output_bytes=4096)", "const",
+     "the wall limit of the capability probe, `/bin/echo ok`, which finishes in milliseconds: only a probe "
+     "hanging for more than 10 s could tell 10 from 20"),
+    ("sandbox/supervisor.py", "if f is not None and not f.closed:", "cmp-flip",
+     "the pipes are file objects local to the call: when it returns, CPython's reference counting closes "
+     "them all the same; closing them first only spares a ResourceWarning"),
+    ("sandbox/warm.py", "if remaining <= 0 or not self._selector.select(timeout=remaining):", "cmp-boundary",
+     "differs only when the float `deadline - time.monotonic()` is exactly 0.0, and then select(timeout=0) "
+     "polls once: the same 'stopped answering' unless a line arrived in that very instant"),
 ]
 
 # Mutants per module at most, by path prefix (evenly sampled beyond it), so that the whole run fits 30

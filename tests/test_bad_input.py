@@ -23,7 +23,7 @@ import pytest
 
 from tests import bad_inputs
 from tests.bad_inputs import Case
-from tests.conftest import REPO, pythonpath
+from tests.conftest import pythonpath
 
 
 def all_cases() -> list[Case]:

@@ -150,3 +150,30 @@ def test_a_child_left_holding_stdout_delays_the_result_by_the_drain_not_the_wall
     r = run_in(mode, program, Limits(wall_seconds=20.0))
     assert r.status is Status.OK and r.stdout == "done\n", (r.status, r.stderr)
     assert r.wall_seconds < 10.0, r.wall_seconds
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_program_that_stops_reading_a_large_stdin_is_still_stopped_at_the_wall_limit(mode):
+    """Stdin is written without blocking: a pipe with a little room (the program read 10 kB, then stopped)
+    must not stall the supervisor in a write past the deadline."""
+    program = "import os, time\nos.read(0, 10000)\ntime.sleep(60)"
+    r = run_in_with_stdin(mode, program, "x" * (4 << 20), Limits(wall_seconds=2.0))
+    assert r.status is Status.TIMEOUT, (r.status, r.stderr)
+    assert r.wall_seconds < 10.0, r.wall_seconds
+
+
+def run_in_with_stdin(mode: str, program: str, stdin: str, limits: Limits) -> sandbox.Result:
+    if mode == "warm":
+        box = warm.WarmSandbox(limits.disk_bytes, Isolation())
+        try:
+            return box.run(program, stdin, {}, limits)
+        finally:
+            assert box.close() == []
+    isolation = Isolation(backend="none", require="rlimits") if mode == "rlimits" else Isolation(backend=mode)
+    return sandbox.run(program, stdin=stdin, limits=limits, isolation=isolation)
+
+
+@pytest.mark.skipif("warm" not in MODES, reason="warm sandboxes need bwrap")
+def test_a_warm_result_says_it_ran_warm():
+    r = run_in("warm", "print(1)", Limits(wall_seconds=5.0))
+    assert r.status is Status.OK and r.isolation["warm"] is True and r.isolation["backend"] == "bwrap"

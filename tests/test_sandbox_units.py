@@ -6,9 +6,9 @@ from __future__ import annotations
 import errno
 import os
 import platform
-import resource
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -254,6 +254,18 @@ def test_bwrap_argv():
     assert "--seccomp" not in bwrap.argv(Launch(command=("x",), files=(), disk_bytes=1, seccomp_fd=None))
 
 
+@pytest.mark.skipif(not all(map(shutil.which, ("unshare", "setpriv", "bash"))), reason="util-linux tools")
+def test_the_unshare_backend_needs_setpriv_and_bash_as_well(tmp_path, monkeypatch):
+    where = {tool: shutil.which(tool) for tool in ("unshare", "setpriv", "bash")}
+    for tools in (("unshare", "bash"), ("unshare", "setpriv"), ("unshare", "setpriv", "bash")):
+        folder = tmp_path / "-".join(tools)
+        folder.mkdir()
+        for tool in tools:
+            (folder / tool).symlink_to(where[tool])
+        monkeypatch.setenv("PATH", str(folder))
+        assert unshare.binary() == (str(folder / "unshare") if len(tools) == 3 else None), tools
+
+
 def test_unshare_script():
     launch = Launch(command=("./prog", "a b"), files=(("in put", 57), ("prog", 58)), disk_bytes=4096,
                     seccomp_fd=None, executables=frozenset({"prog"}))
@@ -274,13 +286,14 @@ def test_unshare_script():
 
 
 def test_uid_leases_are_private_and_released():
+    assert UidLease().uid < 0  # no uid before the lease is taken (never 0, which is root)
     with UidLease() as a, UidLease() as b:
         assert UID_BASE <= a.uid < UID_BASE + UID_SPAN and UID_BASE <= b.uid < UID_BASE + UID_SPAN
         assert a.uid != b.uid
         taken = a.uid
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as rival, pytest.raises(OSError):
+            rival.bind(f"\0rlvr-sandbox-uid-{taken}")  # held: nobody else can take the same uid
     assert a._sock is None and b._sock is None
-    import socket
-
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.bind(f"\0rlvr-sandbox-uid-{taken}")  # free again once released
     probe.close()

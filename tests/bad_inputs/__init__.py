@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 # Files a case starts with: bytes or text, or a function that writes into the case's folder.
-FileSpec = "str | bytes | Callable[[Path], None]"
+FileSpec = str | bytes | Callable[[Path], None]
 
 
 @dataclass(frozen=True)
