@@ -109,6 +109,15 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "s[start] is always the backslash of `\\text`: one more character of it adds no digit to `rest`"),
     ("verifiers/math_structure.py", 'elif len(s) >= 2 and s[0] in "([" and s[-1] in ")]":', "const 2 -> 1",
      "a one-character string cannot both start with ( or [ and end with ) or ]"),
+    ("verifiers/code_plan.py",
+     'return Plan(kind, program, "python", spec=spec, nonce=secrets.token_hex(NONCE_BYTES // 2))',
+     "arg-dropped -> Plan(kind, program, spec=",
+     "\"python\" is also the default of Plan's language field"),
+    ("verifiers/code_harness.py", "NONCE_BYTES = 32", "const 32 -> 320",
+     "a nonce of 320 random bytes is as secret as one of 32 (256 bits); only the result line gets longer"),
+    *[("verifiers/code_harness.py", "ctypes.CDLL(None).prctl(4, int(flag), 0, 0, 0)  # PR_SET_DUMPABLE", op,
+       "PR_SET_DUMPABLE reads only its second argument; the kernel ignores the rest")
+      for op in ("const 0 -> 1", "arg-dropped")],
     ("sandbox/capabilities.py", "pass_fds=(), wall_seconds=10.0, output_bytes=4096)", "const",
      "the wall limit of the capability probe, `/bin/echo ok`, which finishes in milliseconds: only a probe "
      "hanging for more than 10 s could tell 10 from 20"),

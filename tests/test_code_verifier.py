@@ -376,3 +376,21 @@ def test_registered_and_picklable():
     clone = pickle.loads(pickle.dumps(v))
     assert isinstance(clone, CodeVerifier) and clone.reward == "all"
     assert clone.verify(Sample(completion=fenced("def add(a, b): return a + b"), fields=ADD_TESTS)).correct
+
+
+def test_the_workers_option_sizes_the_sandbox_pool():
+    v = CodeVerifier(workers=7)  # not any machine's core count, which is the default
+    assert v._sandbox_pool().workers == 7
+    v.close()
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_the_program_can_read_its_own_proc_entries(warm):
+    """The guard is non-dumpable while it holds the nonce; the child that runs the program is made
+    dumpable again, so its /proc files are readable to its own subprocesses, as in a plain run."""
+    program = ("import os, subprocess, sys\ndef fds():\n    return len(subprocess.run(\n"
+               "        [sys.executable, '-c', f'import os; print(os.listdir(\"/proc/{os.getpid()}/fd\"))'],\n"
+               "        capture_output=True, text=True, check=True).stdout)")
+    score = CodeVerifier(warm=warm).verify(Sample(completion=fenced(program),
+                                                  fields={"tests": ["assert fds() > 3"]}))
+    assert score.correct, score.details
