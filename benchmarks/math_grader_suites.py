@@ -7,8 +7,8 @@ Each suite file holds (pred, gold, expected) cases exactly as the grader's test 
   - boxed: the completion is `\\boxed{pred}` (one enclosing `$...$`, `$$...$$`, `\\(...\\)` or `\\[...\\]`
     around the whole pred removed first), so only equivalence is measured, not answer extraction; a pred
     that already holds a `\\boxed` is given as it is (boxing a worked solution measures nothing).
-The headline mode of a suite is the one its grader is tested in: Math-Verify's tests pass text it must
-extract the answer from (as-is); the other graders compare answers already extracted (boxed).
+The headline mode of a suite is the one its grader is tested in: these graders compare answers already
+extracted, so boxed (a suite whose tests pass whole completions would go in HEADLINE as as-is).
 
     python benchmarks/math_grader_suites.py [--suites a,b] [--mode as-is|boxed|both]
     python benchmarks/math_grader_suites.py --diff SUITE [--mode ...]   # every disagreement, with reasons
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))  # this checkout's verifiers, not the installed co
 from verifiers import Sample, load
 
 DATA = REPO / "tests" / "data" / "math_graders"
-HEADLINE = {"math_verify": "as-is"}  # every other suite: boxed
+HEADLINE: dict[str, str] = {}  # suite -> mode, where not boxed
 MODES = ("as-is", "boxed")
 WHOLE_MATH = re.compile(r"^\s*(?:\$\$(.*)\$\$|\$(.*)\$|\\\((.*)\\\)|\\\[(.*)\\\])\s*$", re.DOTALL)
 

@@ -56,30 +56,6 @@ def parametrized(source: str, path: str):
                 yield fn.name, dict(zip(names, values)), elt.lineno, asserts
 
 
-# compare_strings' defaults; a case whose test sets another value records it under "options"
-MATH_VERIFY_DEFAULTS = {"precision": 6, "strict": True, "allow_set_relation_comp": False}
-
-
-def math_verify(root: Path, commit: str) -> list[dict]:
-    """Math-Verify: compare_strings(gold, pred, ...) == expected; the options of each test go in `note`."""
-    files = ["tests/test_all.py", "tests/test_boxed.py", "tests/test_numina_cases.py",
-             "tests/test_open_thoughts.py", "tests/test_strict.py", "tests/test_yujianll.py"]
-    rows = []
-    for path in files:
-        source = git_show(root, "huggingface/Math-Verify", commit, path)
-        for fn, case, line, asserts in parametrized(source, path):
-            expected = case.get("expected", case.get("result"))
-            extra = {k: v for k, v in case.items() if k not in ("gold", "pred", "expected", "result")}
-            options = {k: v for k, v in extra.items() if MATH_VERIFY_DEFAULTS.get(k) != v}
-            row = {"pred": case["pred"], "gold": case["gold"], "expected": bool(expected),
-                   "note": f"{fn}: {asserts[0] if asserts else ''}" + (f" with {extra}" if extra else ""),
-                   "source_line": f"{path}:{line}"}
-            if "precision=5" in row["note"]:
-                options["precision"] = 5
-            rows.append({**row, "options": options} if options else row)
-    return rows
-
-
 def nemo_skills(root: Path, commit: str) -> list[dict]:
     """NeMo-Skills: math_equal(gt, pred) asserted in both orders, so both orders are cases."""
     path = "tests/test_math_equal.py"
@@ -152,7 +128,6 @@ def qwen(root: Path, commit: str) -> list[dict]:
 
 
 SUITES = {
-    "math_verify": ("huggingface/Math-Verify", "5d148cfaaf99214c2e4ffb4bc497ab042c592a7a", math_verify),
     "nemo_skills": ("NVIDIA/NeMo-Skills", "0b012df8a09cd4730d31b16e90a0d8f13d145fb8", nemo_skills),
     "hendrycks_math": ("hendrycks/math", "985bdc1696e88e8643f081a0ff4719da39f2ae2a", hendrycks),
     "qwen25_math": ("QwenLM/Qwen2.5-Math", "a45202bd16f1ec06f433442dc1152d0074773465", qwen),
