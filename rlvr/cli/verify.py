@@ -299,7 +299,7 @@ def run_audit(verifier: Any, args: argparse.Namespace) -> int:
         with VerifierPool(verifier, workers=min(args.workers, len(cases)), timeout=args.timeout) as pool:
             scores, _ = score_all(pool, [c.sample for c in cases], f"audit {args.name}")
         elapsed = time.perf_counter() - start
-        report = {"verifier": args.name, "data": str(path), **summarize(cases, scores, elapsed)}
+        report = {"verifier": args.name, "data": str(path), **summarize(cases, scores, elapsed, items=items)}
         print(format_report(report))
         if out is not None:
             out.write(to_json(report, indent=2))
