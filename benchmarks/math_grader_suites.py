@@ -6,7 +6,8 @@ Each suite file holds (pred, gold, expected) cases exactly as the grader's test 
     `Answer $ 9 $`), the reference is `gold` unchanged;
   - boxed: the completion is `\\boxed{pred}` (one enclosing `$...$`, `$$...$$`, `\\(...\\)` or `\\[...\\]`
     around the whole pred removed first), so only equivalence is measured, not answer extraction; a pred
-    that already holds a `\\boxed` is given as it is (boxing a worked solution measures nothing).
+    that already holds a `\\boxed` is given as it is (boxing a worked solution measures nothing), and so is
+    one the suite marks `pred_is_completion` (its grader is tested on whole completions there).
 The headline mode of a suite is the one its grader is tested in: these graders compare answers already
 extracted, so boxed (a suite whose tests pass whole completions would go in HEADLINE as as-is).
 
@@ -59,10 +60,10 @@ def unwrap_math(pred: str) -> str:
     return pred if re.search(r"\$|\\\(|\\\[", inner) else inner.strip()
 
 
-def completion(pred: str | None, mode: str) -> str:
+def completion(case: dict, mode: str) -> str:
     """What rlvr is given as the model's completion; a pred the suite gives as None is an empty text."""
-    text = "" if pred is None else str(pred)
-    if mode == "as-is" or "\\boxed" in text:
+    text = "" if case["pred"] is None else str(case["pred"])
+    if mode == "as-is" or "\\boxed" in text or case.get("pred_is_completion"):
         return text
     return f"\\boxed{{{unwrap_math(text)}}}"
 
@@ -71,7 +72,7 @@ def judge_suite(verifier, cases: list[dict], mode: str) -> list[dict]:  # type: 
     """One verdict per case: the case plus rlvr's `accepted`, `reason`, `extracted`."""
     out = []
     for case in cases:
-        score = verifier.verify(Sample(completion=completion(case["pred"], mode), reference=case["gold"]))
+        score = verifier.verify(Sample(completion=completion(case, mode), reference=case["gold"]))
         out.append({**case, "mode": mode, "accepted": bool(score.correct), "reason": score.reason,
                     "extracted": score.details.get("extracted")})
     return out

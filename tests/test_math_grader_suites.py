@@ -9,7 +9,7 @@ import pytest
 
 DATA = Path(__file__).resolve().parent / "data" / "math_graders"
 SUITES = sorted(DATA.glob("*.jsonl"))
-FIELDS = {"pred", "gold", "expected", "note", "source_line", "options"}
+FIELDS = {"pred", "gold", "expected", "note", "source_line", "options", "pred_is_completion"}
 
 
 def test_there_are_at_least_three_suites():
@@ -30,6 +30,7 @@ def test_suite_rows_have_the_documented_shape(path):
         assert row["pred"] is not None or row["gold"] is not None, where
         assert isinstance(row.get("note", ""), str) and isinstance(row.get("source_line", ""), str), where
         assert isinstance(row.get("options", {}), dict), where
+        assert row.get("pred_is_completion", True) is True, where  # present only to say so
     # both verdicts occur: a suite of one kind could not tell a verifier that accepts everything
     assert {r["expected"] for r in rows} == {True, False}, path.name
 
@@ -47,3 +48,18 @@ def test_suite_is_attributed_in_sources(path):
     assert len(commit.strip("`")) == 40 and all(c in "0123456789abcdef" for c in commit.strip("`")), cells
     count = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     assert int(cases) == count, f"SOURCES.md says {cases} cases for {path.name}, the file has {count}"
+
+
+def test_benchmark_boxes_answers_but_not_whole_completions():
+    """Boxed mode measures equivalence: a bare answer is boxed, but a pred the suite passes as a whole
+    completion (`pred_is_completion`) is judged as written, as its grader is tested."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("suites", DATA.parents[2] / "benchmarks" / "math_grader_suites.py")
+    suites = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suites)
+    assert suites.completion({"pred": "$x+1$"}, "boxed") == r"\boxed{x+1}"
+    assert suites.completion({"pred": "$x+1$"}, "as-is") == "$x+1$"
+    assert suites.completion({"pred": None}, "as-is") == ""
+    whole = {"pred": "Therefore the answer is -3", "pred_is_completion": True}
+    assert suites.completion(whole, "boxed") == "Therefore the answer is -3"

@@ -1,6 +1,6 @@
 """Rebuild the suite files of this folder from the graders' own test files (how they were made).
 
-    python tests/data/math_graders/extract_cases.py MIRROR_ROOT
+    python tests/data/math_graders/extract_cases.py MIRROR_ROOT [SUITE ...]   # default: every suite
 
 MIRROR_ROOT holds bare git copies as MIRROR_ROOT/<owner>+<name>/repo (what the session's fetch tool made).
 Cases are read from the test source with `ast` (literals only, nothing of theirs is run); each keeps the
@@ -127,15 +127,50 @@ def qwen(root: Path, commit: str) -> list[dict]:
              "source_line": f"evaluation/grader.py:{start}"} for p, g, e, n in QWEN_CASES]
 
 
+def expanded(source: str, test_name: str):
+    """(values, line) for every case of `@parameterized.expand([...])` on the method `test_name`."""
+    for fn in ast.walk(ast.parse(source)):
+        if not (isinstance(fn, ast.FunctionDef) and fn.name == test_name):
+            continue
+        for dec in fn.decorator_list:
+            if isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == "expand":
+                for elt in dec.args[0].elts:
+                    yield literal(elt), elt.lineno
+
+
+def open_instruct(root: Path, commit: str) -> list[dict]:
+    """open-instruct: math_utils.strip_string's normalization pairs (hendrycks_is_equiv compares the
+    strip_string of both answers, so input and output are the same answer to it), and GSM8KVerifier's
+    cases, which pass whole completions (`pred_is_completion`: judged as written in every mode)."""
+    rows = []
+    path = "open_instruct/test_math_utils.py"
+    for (given, normalized), line in expanded(git_show(root, "allenai/open-instruct", commit, path),
+                                              "test_latex_normalization"):
+        rows.append({"pred": given, "gold": normalized, "expected": True,
+                     "note": "test_latex_normalization: assertEqual(strip_string(input), expected_output)",
+                     "source_line": f"{path}:{line}"})
+    path = "open_instruct/test_ground_truth_utils.py"
+    for (name, prediction, label, score), line in expanded(git_show(root, "allenai/open-instruct", commit, path),
+                                                           "test_signed_number_extraction"):
+        rows.append({"pred": prediction, "gold": label, "expected": score == 1.0,
+                     "note": f"test_signed_number_extraction[{name}]: GSM8KVerifier()([], prediction, label)"
+                             f".score == {score}",
+                     "source_line": f"{path}:{line}", "pred_is_completion": True})
+    return rows
+
+
 SUITES = {
     "nemo_skills": ("NVIDIA/NeMo-Skills", "0b012df8a09cd4730d31b16e90a0d8f13d145fb8", nemo_skills),
     "hendrycks_math": ("hendrycks/math", "985bdc1696e88e8643f081a0ff4719da39f2ae2a", hendrycks),
     "qwen25_math": ("QwenLM/Qwen2.5-Math", "a45202bd16f1ec06f433442dc1152d0074773465", qwen),
+    "open_instruct": ("allenai/open-instruct", "e6c3044aa6201c8bfa4573c1b03142af599e730d", open_instruct),
 }
 
 
-def main(root: Path) -> None:
+def main(root: Path, only: list[str]) -> None:
     for name, (repo, commit, extract) in SUITES.items():
+        if only and name not in only:
+            continue
         rows = extract(root, commit)
         with open(HERE / f"{name}.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
@@ -143,4 +178,4 @@ def main(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2:])
