@@ -252,16 +252,20 @@ def test_audit_reads_olympiadbench_final_answers_and_units(tmp_path):
         {"final_answer": ["$69$,$84$"], "unit": None, "solution": ["We find 69 and 84."]},
         {"final_answer": ["45"], "unit": "minute", "solution": ["It takes 45 minutes."]},
         {"final_answer": ["$3$", "$5$"], "unit": "$cm^2$", "solution": []},
+        {"final_answer": ["$221,$8$"], "unit": None},  # a stray `$`, as in the data set
+        {"final_answer": ["$f(x)=x$, where $x$ is real"], "unit": None},
     ])
     items = read_gold(data)
-    assert [i.reference for i in items] == ["$69$,$84$", "45", "$3$, $5$"]
+    assert [i.reference for i in items][:3] == ["$69$,$84$", "45", "$3$, $5$"]
+    assert items[3].completions == [r"The answer is \boxed{221,8}."]
+    assert items[4].completions == [r"The answer is \boxed{f(x)=x, where x is real}."]
     assert items[0].completions == [r"The answer is \boxed{69, 84}."]
     assert items[1].completions == [r"The answer is \boxed{45}.", r"The answer is \boxed{45\ \mathrm{minute}}."]
     assert items[2].completions[1] == r"The answer is \boxed{3\ \mathrm{cm^2}, 5\ \mathrm{cm^2}}."
     cases = build_cases(items)
     assert ("rewritten", r"\boxed{84, 69}") in [(c.kind, c.sample.completion) for c in cases if c.row == 1]
     verifier = load_verifier("math")
-    gold = [c for c in cases if c.kind == "gold"]
+    gold = [c for c in cases if c.kind == "gold" and c.row < 5]  # row 5: prose, no verifier's business
     assert [verifier.verify(c.sample).correct for c in gold] == [True] * len(gold)
 
 

@@ -41,6 +41,7 @@ DATA_FILES = {
     **{name: f"math_eval/{name}.jsonl" for name in ("aime24", "aime25", "amc23", "minerva_math", "olympiadbench")},
 }
 DOLLAR = re.compile(r"(?<!\\)\$")
+MATH_SEGMENTS = re.compile(r"\s*\$[^$]*\$(?:\s*,\s*\$[^$]*\$)*\s*")
 LAST_NUMBER = re.compile(r"\d+(?:\.\d+)?(?!.*\d)", re.DOTALL)
 FRACTION = re.compile(r"\\frac\{([^{}]*)\}\{(\d+)\}")
 NOT_FLIPPABLE = re.compile(r"[,=]|\\in|\\text|\\begin|\\cup|\\le|\\ge|<|>|\\pm")
@@ -135,13 +136,19 @@ def _solution_completion(solution: object) -> tuple[list[str], str]:
     return [solution], ""
 
 
+def _math_parts(answer: str) -> list[str]:
+    """`$69$,$84$` -> ["69", "84"]; anything else (prose around math, a stray `$`) -> itself less its `$`."""
+    if MATH_SEGMENTS.fullmatch(answer):
+        return [m.strip() for m in re.findall(r"(?<!\\)\$([^$]*)\$", answer)]
+    return [DOLLAR.sub("", answer).strip()]
+
+
 def _olympiad_item(row: dict, n: int) -> GoldItem | None:
     """OlympiadBench: the list of final answers joined; with a unit, also a completion carrying it."""
     answers = row["final_answer"]
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
         return None
-    # one string may hold several math segments: `$69$,$84$` is the two answers 69 and 84
-    parts = [p.strip() for a in answers for p in DOLLAR.split(a) if p.strip() not in ("", ",")]
+    parts = [part for a in answers for part in _math_parts(a)]
     latex = ", ".join(parts)
     completions = [f"The answer is \\boxed{{{latex}}}."]
     unit = DOLLAR.sub("", row["unit"]).strip() if isinstance(row.get("unit"), str) else ""
