@@ -55,7 +55,8 @@ def test_benchmark_boxes_answers_but_not_whole_completions():
     completion (`pred_is_completion`) is judged as written, as its grader is tested."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("suites", DATA.parents[2] / "benchmarks" / "math_grader_suites.py")
+    path = DATA.parents[2] / "benchmarks" / "math_grader_suites.py"
+    spec = importlib.util.spec_from_file_location("suites", path)
     suites = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(suites)
     assert suites.completion({"pred": "$x+1$"}, "boxed") == r"\boxed{x+1}"

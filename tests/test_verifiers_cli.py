@@ -260,7 +260,8 @@ def test_audit_reads_olympiadbench_final_answers_and_units(tmp_path):
     assert items[3].completions == [r"The answer is \boxed{221,8}."]
     assert items[4].completions == [r"The answer is \boxed{f(x)=x, where x is real}."]
     assert items[0].completions == [r"The answer is \boxed{69, 84}."]
-    assert items[1].completions == [r"The answer is \boxed{45}.", r"The answer is \boxed{45\ \mathrm{minute}}."]
+    assert items[1].completions == [
+        r"The answer is \boxed{45}.", r"The answer is \boxed{45\ \mathrm{minute}}."]
     assert items[2].completions[1] == r"The answer is \boxed{3\ \mathrm{cm^2}, 5\ \mathrm{cm^2}}."
     cases = build_cases(items)
     assert ("rewritten", r"\boxed{84, 69}") in [(c.kind, c.sample.completion) for c in cases if c.row == 1]
@@ -272,7 +273,8 @@ def test_audit_reads_olympiadbench_final_answers_and_units(tmp_path):
 def test_audit_json_number_answers_and_leading_zeros(tmp_path):
     """AIME25/AMC23 store answers as JSON numbers (70.0 is the integer 70); AIME24 as strings that
     may carry leading zeros (`073`): the bare integer is an equivalent spelling the audit must try."""
-    data = write_jsonl(tmp_path / "a.jsonl", [{"answer": 70.0}, {"answer": 27}, {"answer": "073", "solution": "x"}])
+    rows = [{"answer": 70.0}, {"answer": 27}, {"answer": "073", "solution": "x"}]
+    data = write_jsonl(tmp_path / "a.jsonl", rows)
     items = read_gold(data)
     assert [i.reference for i in items] == ["70.0", "27", "073"]
     rewritten = [(c.row, c.sample.completion) for c in build_cases(items) if c.kind == "rewritten"]
@@ -302,12 +304,14 @@ def test_audit_prefers_the_answer_field_to_the_worked_solution(tmp_path):
     assert [i.reference for i in items] == ["204", "073", "5"]
     assert [len(i.completions) for i in items] == [1, 1, 2]
     assert items[2].completions[0].startswith("so ")
-    assert [i.skipped for i in items] == ["solution has no \\boxed{}", "solution boxes 2 different answers", ""]
+    assert [i.skipped for i in items] == [
+        "solution has no \\boxed{}", "solution boxes 2 different answers", ""]
 
 
 def test_audit_report_counts_each_kind(tmp_path):
     """Per kind, the report says how many verdicts were right: gold/rewritten accepted, the rest rejected."""
-    items = read_gold(write_jsonl(tmp_path / "r.jsonl", [{"answer": "204", "solution": "no box"}, {"reference": "7"}]))
+    rows = [{"answer": "204", "solution": "no box"}, {"reference": "7"}]
+    items = read_gold(write_jsonl(tmp_path / "r.jsonl", rows))
     cases = build_cases(items)
     verifier = load_verifier("math")
     scores = [verifier.verify(c.sample) for c in cases]

@@ -38,7 +38,8 @@ DATA_ROOT = Path(os.environ.get("RLVR_SHARED_DATA", "/work/shared/data"))
 DATA_FILES = {
     "gsm8k": "gsm8k/test.jsonl",
     "math500": "math/math500_test.jsonl",
-    **{name: f"math_eval/{name}.jsonl" for name in ("aime24", "aime25", "amc23", "minerva_math", "olympiadbench")},
+    **{name: f"math_eval/{name}.jsonl"
+       for name in ("aime24", "aime25", "amc23", "minerva_math", "olympiadbench")},
 }
 DOLLAR = re.compile(r"(?<!\\)\$")
 MATH_SEGMENTS = re.compile(r"\s*\$[^$]*\$(?:\s*,\s*\$[^$]*\$)*\s*")
@@ -54,7 +55,7 @@ class GoldItem:
     reference: str
     completions: list[str] = field(default_factory=list)
     row: int = 0
-    latex: str = ""  # the answer as a model would box it (the reference less `$` delimiters); default reference
+    latex: str = ""  # the answer as a model would box it (the reference less its `$`); default: reference
     skipped: str = ""  # why the row's worked solution is not a gold completion, if it is not
 
     def __post_init__(self) -> None:

@@ -150,8 +150,8 @@ def open_instruct(root: Path, commit: str) -> list[dict]:
                      "note": "test_latex_normalization: assertEqual(strip_string(input), expected_output)",
                      "source_line": f"{path}:{line}"})
     path = "open_instruct/test_ground_truth_utils.py"
-    for (name, prediction, label, score), line in expanded(git_show(root, "allenai/open-instruct", commit, path),
-                                                           "test_signed_number_extraction"):
+    source = git_show(root, "allenai/open-instruct", commit, path)
+    for (name, prediction, label, score), line in expanded(source, "test_signed_number_extraction"):
         rows.append({"pred": prediction, "gold": label, "expected": score == 1.0,
                      "note": f"test_signed_number_extraction[{name}]: GSM8KVerifier()([], prediction, label)"
                              f".score == {score}",
