@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))  # this checkout's verifiers, not the installed co
 from verifiers import Sample, load
 
 DATA = REPO / "tests" / "data" / "math_graders"
-HEADLINE: dict[str, str] = {}  # suite -> mode, where not boxed
+HEADLINE: dict[str, str] = {"areal": "as-is"}  # suite -> mode, where not boxed (AReaL grades completions)
 MODES = ("as-is", "boxed")
 WHOLE_MATH = re.compile(r"^\s*(?:\$\$(.*)\$\$|\$(.*)\$|\\\((.*)\\\)|\\\[(.*)\\\])\s*$", re.DOTALL)
 

@@ -159,11 +159,60 @@ def open_instruct(root: Path, commit: str) -> list[dict]:
     return rows
 
 
+AREAL_GRADERS = {"gsm8k_reward_fn"}  # geometry3k_reward_fn grades Geometry3K's `[answer]` brackets: left out
+
+
+def areal(root: Path, commit: str) -> list[dict]:
+    """AReaL: `reward = gsm8k_reward_fn(completions=..., answer=...)` then `assert reward == 1.0 / 0.0`, and
+    `assert worker.verify(pred, gold) == 1.0 / 0.0` (its math-verify worker). Both take whole completions.
+    Asserts that state no verdict (`isinstance(reward, float)`, `reward == 1.0 or reward == 0.0`) give no
+    case."""
+    path = "tests/test_math_verify_reward.py"
+    source = git_show(root, "inclusionAI/AReaL", commit, path)
+    rows = []
+    for fn in ast.walk(ast.parse(source)):
+        if not (isinstance(fn, ast.FunctionDef) and fn.name.startswith("test_")):
+            continue
+        calls, strings = {}, {}
+        for node in ast.walk(fn):
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+            if isinstance(target, ast.Name):
+                name, value = target.id, node.value
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    strings[name] = value.value
+                elif isinstance(value, ast.Call) and getattr(value.func, "id", "") in AREAL_GRADERS:
+                    kw = {k.arg: literal(k.value) for k in value.keywords}
+                    calls[name] = (kw["completions"], kw["answer"], value.func.id, value.lineno)
+        for node in ast.walk(fn):
+            if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
+                continue
+            test = node.test
+            score = test.comparators[0]
+            if not (len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+                    and isinstance(score, ast.Constant) and score.value in (0.0, 1.0)):
+                continue
+            expected = score.value == 1.0
+            left = test.left
+            if isinstance(left, ast.Name) and left.id in calls:
+                pred, gold, grader, line = calls[left.id]
+                how = f"{grader}(completions=..., answer=...)"
+            elif isinstance(left, ast.Call) and getattr(left.func, "attr", "") == "verify":
+                pred, gold = (strings[a.id] if isinstance(a, ast.Name) else literal(a) for a in left.args)
+                how, line = "get_math_verify_worker().verify(pred, gold)", left.lineno
+            else:
+                continue
+            rows.append({"pred": text(pred), "gold": text(gold), "expected": expected,
+                         "note": f"{fn.name}: {how} == {score.value}",
+                         "source_line": f"{path}:{line}", "pred_is_completion": True})
+    return rows
+
+
 SUITES = {
     "nemo_skills": ("NVIDIA/NeMo-Skills", "0b012df8a09cd4730d31b16e90a0d8f13d145fb8", nemo_skills),
     "hendrycks_math": ("hendrycks/math", "985bdc1696e88e8643f081a0ff4719da39f2ae2a", hendrycks),
     "qwen25_math": ("QwenLM/Qwen2.5-Math", "a45202bd16f1ec06f433442dc1152d0074773465", qwen),
     "open_instruct": ("allenai/open-instruct", "e6c3044aa6201c8bfa4573c1b03142af599e730d", open_instruct),
+    "areal": ("inclusionAI/AReaL", "4aef98d8d818af55b43621aaadba047ae10f4e77", areal),
 }
 
 
