@@ -10,8 +10,10 @@ import sympy
 from verifiers.base import Sample
 from verifiers.math import MathVerifier
 from verifiers.math_equiv import (
+    SAMPLE_POINTS,
     _as_less_than,
     _undefined,
+    _values_at_points,
     assignments_by_name,
     equivalent,
     is_labelled,
@@ -22,6 +24,7 @@ from verifiers.math_parse import LETTER_I, ParseFailure, _times_i, clock_time, l
 from verifiers.math_structure import AnswerList
 
 VERIFIER = MathVerifier()
+PINNED_POINTS = [1.350413, 1.524296, -0.693748, 0.539597, -1.551328]  # _values_at_points with seed 12345
 x, y, p, q = sympy.symbols("x y p q")
 
 
@@ -160,6 +163,10 @@ def test_undefined_values_fail_to_parse_and_equal_nothing():
     assert not equivalent(sympy.zoo, sympy.zoo)
     assert not equivalent(sympy.Tuple(1, sympy.nan), sympy.Tuple(1, sympy.nan))
     assert not equivalent(sympy.Integer(1), sympy.Tuple(1, sympy.zoo))
+    # undefined on one side only, where the rules below would otherwise accept: `zoo = 3` for 3
+    assert equivalent(sympy.Eq(x + y, 3, evaluate=False), sympy.Integer(3))
+    assert not equivalent(sympy.Eq(sympy.zoo, 3, evaluate=False), sympy.Integer(3))
+    assert not equivalent(sympy.Integer(3), sympy.Eq(x, sympy.Add(3, sympy.zoo, evaluate=False), evaluate=False))
 
 
 def test_clock_times_are_opaque_symbols():
@@ -210,6 +217,11 @@ def test_proportional_means_one_constant_factor():
     # the ratios agree to max(rel_tol, 1e-9)
     assert proportional(x + x**2 / 10**7, x, 1e-6, positive=True)
     assert not proportional(x + x**2 / 10**7, x, 1e-12, positive=True)
+    assert proportional(x + x**2 / 10**11, x, 1e-12, positive=True)
+    # a positive factor is real to 1e-9 of its size
+    assert proportional((1 + sympy.I / 10**12) * x, x, 1e-6, positive=True)
+    assert proportional((1000 + sympy.I / 10**7) * x, x, 1e-6, positive=True)
+    assert not proportional((1 + sympy.I / 10**7) * x, x, 1e-6, positive=True)
 
 
 def test_proportional_needs_three_points_that_evaluate():
@@ -304,3 +316,41 @@ def test_join_list_words(before, after):
 )
 def test_strip_thousands_by_spaces(before, after):
     assert strip_thousands(before) == after
+
+
+def test_equations_that_only_simplify_decides_match_up_to_sign():
+    f = sympy.Function("f")
+    assert equivalent(sympy.Eq(f(x), 1, evaluate=False), sympy.Eq(1, f(x), evaluate=False))
+    assert not equivalent(sympy.Eq(f(x), 1, evaluate=False), sympy.Eq(2, f(x), evaluate=False))
+
+
+def test_equations_match_up_to_a_negative_factor_too():
+    assert judged("-2x-4y+3=0", r"y=-\frac12x+\frac34")
+    assert not judged("-2x-4y+3=0", r"y=\frac12x+\frac34")
+
+
+def test_assignments_by_name_need_every_variable_to_match():
+    assert not judged("x=1, y=2", "x=1, y=3")
+    assert not judged("x=1, y=3", "x=1, y=2")
+
+
+def test_a_singleton_set_is_judged_with_the_answer_and_reference_in_place():
+    # an equation answer is judged by its right side; an equation reference needs an equation
+    assert equivalent(sympy.FiniteSet(sympy.Eq(x + y, 3)), sympy.Integer(3))
+    assert not equivalent(sympy.Integer(3), sympy.FiniteSet(sympy.Eq(x + y, 3)))
+
+
+def test_the_tolerance_reaches_nested_elements():
+    pair = sympy.Tuple(sympy.pi, 1)
+    close = sympy.Tuple(sympy.Float("3.1416", 30), 1)
+    assert equivalent(close, pair, rel_tol=1e-3)
+    assert not equivalent(close, pair)
+
+
+def test_sample_points_are_seeded_of_either_sign_within_the_range():
+    values = [va for va, _ in _values_at_points(x, x, [x])]
+    assert len(values) == SAMPLE_POINTS == 5
+    assert all(0.31 <= abs(v) <= 1.73 and v.imag == 0 for v in values)
+    assert {v.real > 0 for v in values} == {True, False}
+    # the seed fixes the points, so a verdict is the same on every run
+    assert [round(v.real, 6) for v in values] == PINNED_POINTS

@@ -78,8 +78,6 @@ def _complex(e: sympy.Basic) -> complex | None:
 
 def scalars_equal(a: sympy.Basic, b: sympy.Basic, rel_tol: float) -> bool:
     """Exact for rationals, numeric for constants, random points for expressions in symbols."""
-    if a.has(sympy.zoo, sympy.nan) or b.has(sympy.zoo, sympy.nan):
-        return False
     symbols = a.free_symbols | b.free_symbols
     if not symbols:
         a, b = a.doit(), b.doit()  # parsers may leave 2**10 unevaluated; exact values compare exactly
@@ -125,12 +123,13 @@ def proportional(a: sympy.Basic, b: sympy.Basic, rel_tol: float, positive: bool)
     """
     symbols = sorted(a.free_symbols | b.free_symbols, key=str)
     ratios = [va / vb for va, vb in _values_at_points(a, b, symbols) if vb != 0]
-    if len(ratios) < 3 or ratios[0] == 0:
+    if len(ratios) < 3:
         return False
     k = ratios[0]
     if not all(numbers_close(r, k, max(rel_tol, 1e-9)) for r in ratios):
         return False
-    return not positive or (k.real > 0 and abs(k.imag) <= 1e-9 * abs(k))
+    # k = 0 only when a is 0 everywhere; a positive k is real up to rounding
+    return k != 0 and (not positive or abs(k.imag) <= 1e-9 * k.real)
 
 
 def _simplifies_to_zero(diff: sympy.Basic) -> bool:
@@ -269,11 +268,8 @@ def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bo
     if seq_pred is not None and seq_ref is not None:
         return _match_ordered(seq_pred, seq_ref, equal)
     # a sequence against anything else ends below: not a relation, not an Expr
-    # inequalities: same relation, same lhs - rhs
-    relations = [isinstance(e, sympy.core.relational.Relational) for e in (pred, ref)]
-    if any(relations):
-        if not all(relations):
-            return False
+    # inequalities: same relation, the same d in d < 0 (or d <= 0) up to a positive factor
+    if all(isinstance(e, sympy.core.relational.Relational) for e in (pred, ref)):
         (kind_pred, d_pred), (kind_ref, d_ref) = _as_less_than(pred), _as_less_than(ref)
         return kind_pred is kind_ref and (
             scalars_equal(d_pred, d_ref, rel_tol) or proportional(d_pred, d_ref, rel_tol, positive=True)
