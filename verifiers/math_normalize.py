@@ -78,7 +78,7 @@ def unify_commands(s: str) -> str:
 def strip_approximation(s: str) -> str:
     """`\\frac{2}{3} \\approx 0.67` -> `\\frac{2}{3}`: the exact value is the answer, the rounding a remark;
     but `x \\approx 11` -> `x=11`: after a lone variable the approximation is the value assigned."""
-    parts = re.split(r"\\approx(?![a-zA-Z])|≈", s, maxsplit=1)
+    parts = re.split(r"\\approx(?![a-zA-Z])|≈", s)
     if len(parts) == 1:
         return s
     if VARIABLE.fullmatch(parts[0].strip()):
