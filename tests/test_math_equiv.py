@@ -48,8 +48,9 @@ def eq(pred: str, ref: str) -> bool:
         (r"\{1,2,3\}", r"\{1,2\}", False),
         (r"\{1,1\}", r"\{1,2\}", False),
         ("1, 2", "2, 1", True),
-        (r"\{1,2\}", "(2,1)", True),
-        ("(2,1)", r"\{1,2\}", True),
+        (r"\{1,2\}", "(2,1)", False),  # issue 13: a set is not an ordered pair, in either order
+        ("(2,1)", r"\{1,2\}", False),
+        (r"\{1,2\}", "(1,2)", False),
         (r"\{1,2\}", "(1,3)", False),
         (r"\{1,2\}", "[1,2]", False),
         (r"\{1,2\}", "3", False),

@@ -2,6 +2,7 @@
 import argparse
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -23,12 +24,15 @@ from rlvr.cli.verify import (
 )
 from rlvr.errors import UserError
 from verifiers import Score
+from verifiers import load as load_verifier
 from verifiers.audit import (
     build_cases,
+    format_report,
     perturbations,
     read_gold,
     resolve_data,
     rewrites,
+    summarize,
 )
 from verifiers.base import failure
 
@@ -239,3 +243,87 @@ def test_rewrites_are_equivalent_spellings():
     assert rewrites(r"\frac{3}{8}") == ["3/8", "0.375", r"\dfrac{3}{8}"]
     assert rewrites("1, 2") == ["2, 1"]
     assert rewrites("58,500") == []  # a thousands separator, not a list
+
+
+def test_audit_reads_olympiadbench_final_answers_and_units(tmp_path):
+    """OlympiadBench: `final_answer` is a list of LaTeX strings (one may hold `$69$,$84$`), the
+    reference is the list joined; a row with a `unit` also gets a gold completion with the unit."""
+    data = write_jsonl(tmp_path / "ob.jsonl", [
+        {"final_answer": ["$69$,$84$"], "unit": None, "solution": ["We find 69 and 84."]},
+        {"final_answer": ["45"], "unit": "minute", "solution": ["It takes 45 minutes."]},
+        {"final_answer": ["$3$", "$5$"], "unit": "$cm^2$", "solution": []},
+        {"final_answer": ["$221,$8$"], "unit": None},  # a stray `$`, as in the data set
+        {"final_answer": ["$f(x)=x$, where $x$ is real"], "unit": None},
+    ])
+    items = read_gold(data)
+    assert [i.reference for i in items][:3] == ["$69$,$84$", "45", "$3$, $5$"]
+    assert items[3].completions == [r"The answer is \boxed{221,8}."]
+    assert items[4].completions == [r"The answer is \boxed{f(x)=x, where x is real}."]
+    assert items[0].completions == [r"The answer is \boxed{69, 84}."]
+    assert items[1].completions == [
+        r"The answer is \boxed{45}.", r"The answer is \boxed{45\ \mathrm{minute}}."]
+    assert items[2].completions[1] == r"The answer is \boxed{3\ \mathrm{cm^2}, 5\ \mathrm{cm^2}}."
+    cases = build_cases(items)
+    assert ("rewritten", r"\boxed{84, 69}") in [(c.kind, c.sample.completion) for c in cases if c.row == 1]
+    verifier = load_verifier("math")
+    gold = [c for c in cases if c.kind == "gold" and c.row < 5]  # row 5: prose, no verifier's business
+    assert [verifier.verify(c.sample).correct for c in gold] == [True] * len(gold)
+
+
+def test_audit_json_number_answers_and_leading_zeros(tmp_path):
+    """AIME25/AMC23 store answers as JSON numbers (70.0 is the integer 70); AIME24 as strings that
+    may carry leading zeros (`073`): the bare integer is an equivalent spelling the audit must try."""
+    rows = [{"answer": 70.0}, {"answer": 27}, {"answer": "073", "solution": "x"}]
+    data = write_jsonl(tmp_path / "a.jsonl", rows)
+    items = read_gold(data)
+    assert [i.reference for i in items] == ["70.0", "27", "073"]
+    rewritten = [(c.row, c.sample.completion) for c in build_cases(items) if c.kind == "rewritten"]
+    assert (1, r"\boxed{70}") in rewritten and (3, r"\boxed{73}") in rewritten
+    assert rewrites("70.0")[0] == "70" and rewrites("-3.00")[0] == "-3" and rewrites("073")[0] == "73"
+    assert rewrites("0")[0] == "0.0" and rewrites("0.0")[0] == "0" and rewrites("-007")[0] == "-7"
+    assert "70" not in rewrites("70.5") and "3" not in rewrites("30")
+
+
+def test_rewrites_write_e_notation_as_a_power_of_ten():
+    """Minerva's references are often e-notation (`4.5e33`); a model writes `4.5 \\times 10^{33}`."""
+    assert rewrites("4.5e33")[0] == r"4.5 \times 10^{33}"
+    assert rewrites("1e-5")[0] == r"1 \times 10^{-5}"
+    assert rewrites("-2.7778E+6")[0] == r"-2.7778 \times 10^{6}"
+    assert not any("times" in r for r in rewrites("e3")) and not any("times" in r for r in rewrites("3e"))
+
+
+def test_audit_prefers_the_answer_field_to_the_worked_solution(tmp_path):
+    """Where a row has both, `answer` is the gold: a solution with no box, or with boxes that differ
+    (AIME24's concatenated AoPS solutions box `073` and `\\textbf{(073)}`), is no gold completion."""
+    data = write_jsonl(tmp_path / "s.jsonl", [
+        {"answer": "204", "solution": "so $180 + 24 = 204$."},
+        {"answer": "073", "solution": r"$\boxed{073}$. Another way: $d = \boxed{\textbf{(073)}}$."},
+        {"answer": "5", "solution": r"so $\boxed{5}$, again $\boxed{ 5 }$"},
+    ])
+    items = read_gold(data)
+    assert [i.reference for i in items] == ["204", "073", "5"]
+    assert [len(i.completions) for i in items] == [1, 1, 2]
+    assert items[2].completions[0].startswith("so ")
+    assert [i.skipped for i in items] == [
+        "solution has no \\boxed{}", "solution boxes 2 different answers", ""]
+
+
+def test_audit_report_counts_each_kind(tmp_path):
+    """Per kind, the report says how many verdicts were right: gold/rewritten accepted, the rest rejected."""
+    rows = [{"answer": "204", "solution": "no box"}, {"reference": "7"}]
+    items = read_gold(write_jsonl(tmp_path / "r.jsonl", rows))
+    cases = build_cases(items)
+    verifier = load_verifier("math")
+    scores = [verifier.verify(c.sample) for c in cases]
+    scores[0] = Score(reward=0.0, correct=False, reason="forced")
+    report = summarize(cases, scores, 0.1, items=items)
+    assert report["by_kind"]["gold"] == {"cases": 2, "errors": 1, "as_expected": 1}
+    assert report["solutions_skipped"] == 1
+    text = format_report(report)
+    assert re.search(r"gold +1/2 accepted", text) and re.search(r"perturbed +4/4 rejected", text)
+    assert "solutions left out (no box, or boxes that differ): 1" in text
+
+
+def test_audit_names_the_math_eval_files():
+    for name in ("aime24", "aime25", "amc23", "minerva_math", "olympiadbench"):
+        assert resolve_data(name).parts[-2:] == ("math_eval", f"{name}.jsonl")

@@ -10,11 +10,18 @@ For every problem of a data set the audit builds
 and reports the false-accept and false-reject rates with examples.
 
 Data (a minimal reader of its own; rlvr.data is the general one): a jsonl file of rows holding either
-  - MATH style: `answer` (LaTeX) and optionally `solution` (a worked solution ending in \\boxed{}), or
+  - MATH style: `answer` (LaTeX, or a JSON number as in AIME25/AMC23: 70.0) and optionally `solution`,
+    or
   - GSM8K style: `answer` with the final value after `####` on its last line, or
-  - MATH train style: only `solution`, the answer being its last \\boxed{}, or
+  - MATH train / Minerva style: only `solution`, the answer being its last \\boxed{}, or
+  - OlympiadBench style: `final_answer`, a list of LaTeX strings (joined with ", " as the reference),
+    and optionally `unit`, or
   - plain: `reference` and optionally `completion` (a completion that must be accepted);
 or one of the names in DATA_FILES.
+
+Where a row has both an answer and a worked solution, the answer is the gold: the solution is a gold
+completion only when it boxes one answer (AIME24's solutions are several AoPS write-ups run together,
+some with no box, some boxing `073` and `\\textbf{(073)}`: a completion like that is hedging).
 """
 from __future__ import annotations
 
@@ -28,7 +35,14 @@ from verifiers.base import Sample, Score
 from verifiers.math_extract import boxed_contents, hash_answer
 
 DATA_ROOT = Path(os.environ.get("RLVR_SHARED_DATA", "/work/shared/data"))
-DATA_FILES = {"gsm8k": "gsm8k/test.jsonl", "math500": "math/math500_test.jsonl"}
+DATA_FILES = {
+    "gsm8k": "gsm8k/test.jsonl",
+    "math500": "math/math500_test.jsonl",
+    **{name: f"math_eval/{name}.jsonl"
+       for name in ("aime24", "aime25", "amc23", "minerva_math", "olympiadbench")},
+}
+DOLLAR = re.compile(r"(?<!\\)\$")
+MATH_SEGMENTS = re.compile(r"\s*\$[^$]*\$(?:\s*,\s*\$[^$]*\$)*\s*")
 LAST_NUMBER = re.compile(r"\d+(?:\.\d+)?(?!.*\d)", re.DOTALL)
 FRACTION = re.compile(r"\\frac\{([^{}]*)\}\{(\d+)\}")
 NOT_FLIPPABLE = re.compile(r"[,=]|\\in|\\text|\\begin|\\cup|\\le|\\ge|<|>|\\pm")
@@ -41,6 +55,11 @@ class GoldItem:
     reference: str
     completions: list[str] = field(default_factory=list)
     row: int = 0
+    latex: str = ""  # the answer as a model would box it (the reference less its `$`); default: reference
+    skipped: str = ""  # why the row's worked solution is not a gold completion, if it is not
+
+    def __post_init__(self) -> None:
+        self.latex = self.latex or self.reference
 
 
 @dataclass
@@ -77,7 +96,8 @@ def read_gold(path: Path) -> list[GoldItem]:
         item = _gold_item(row, n)
         if item is None:
             raise ValueError(
-                f"{path}:{n}: expected a JSON object with 'answer' (MATH or GSM8K style) or 'reference'"
+                f"{path}:{n}: expected a JSON object with 'answer' (MATH or GSM8K style), 'reference', "
+                "'final_answer' (a list of strings) or a 'solution' with a \\boxed{}"
             )
         items.append(item)
     return items
@@ -90,6 +110,8 @@ def _gold_item(row: object, n: int) -> GoldItem | None:
         ref = str(row["reference"])
         extra = [row["completion"]] if isinstance(row.get("completion"), str) else []
         return GoldItem(ref, extra + [f"\\boxed{{{ref}}}"], n)
+    if "final_answer" in row:
+        return _olympiad_item(row, n)
     if "answer" not in row:
         boxes = boxed_contents(row["solution"]) if isinstance(row.get("solution"), str) else []
         if not boxes:
@@ -99,8 +121,42 @@ def _gold_item(row: object, n: int) -> GoldItem | None:
     if "####" in answer:
         ref = hash_answer(answer) or ""
         return GoldItem(ref, [answer, f"#### {ref}", f"The answer is \\boxed{{{ref}}}."], n)
-    solution = [row["solution"]] if isinstance(row.get("solution"), str) else []
-    return GoldItem(answer, solution + [f"The answer is \\boxed{{{answer}}}."], n)
+    solution, skipped = _solution_completion(row.get("solution"))
+    return GoldItem(answer, solution + [f"The answer is \\boxed{{{answer}}}."], n, skipped=skipped)
+
+
+def _solution_completion(solution: object) -> tuple[list[str], str]:
+    """([solution], "") when the worked solution boxes exactly one answer, else ([], why not)."""
+    if not isinstance(solution, str):
+        return [], ""
+    boxes = {b.strip() for b in boxed_contents(solution)}
+    if not boxes:
+        return [], "solution has no \\boxed{}"
+    if len(boxes) > 1:
+        return [], f"solution boxes {len(boxes)} different answers"
+    return [solution], ""
+
+
+def _math_parts(answer: str) -> list[str]:
+    """`$69$,$84$` -> ["69", "84"]; anything else (prose around math, a stray `$`) -> itself less its `$`."""
+    if MATH_SEGMENTS.fullmatch(answer):
+        return [m.strip() for m in re.findall(r"(?<!\\)\$([^$]*)\$", answer)]
+    return [DOLLAR.sub("", answer).strip()]
+
+
+def _olympiad_item(row: dict, n: int) -> GoldItem | None:
+    """OlympiadBench: the list of final answers joined; with a unit, also a completion carrying it."""
+    answers = row["final_answer"]
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+        return None
+    parts = [part for a in answers for part in _math_parts(a)]
+    latex = ", ".join(parts)
+    completions = [f"The answer is \\boxed{{{latex}}}."]
+    unit = DOLLAR.sub("", row["unit"]).strip() if isinstance(row.get("unit"), str) else ""
+    if unit:
+        with_unit = ", ".join(f"{p}\\ \\mathrm{{{unit}}}" for p in parts)
+        completions.append(f"The answer is \\boxed{{{with_unit}}}.")
+    return GoldItem(", ".join(answers), completions, n, latex=latex)
 
 
 def plus_one(answer: str) -> str | None:
@@ -147,6 +203,9 @@ def perturbations(answer: str) -> list[str]:
 WHOLE_FRACTION = re.compile(r"^(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$")
 THOUSANDS_GROUPS = re.compile(r",(?:\\!)?\s*\d{3}(?!\d)")
 TOP_LEVEL_LIST = re.compile(r"^[^()\[\]{}=]+(?:,[^()\[\]{}=]+)+$")
+ZERO_FRACTION = re.compile(r"^(-?\d+)\.0+$")
+LEADING_ZEROS = re.compile(r"^(-?)0+(\d+)$")
+E_NOTATION = re.compile(r"^(-?\d+(?:\.\d+)?)[eE]\+?(-?\d+)$")
 
 
 def terminating_decimal(p: int, q: int) -> str | None:
@@ -166,6 +225,12 @@ def rewrites(answer: str) -> list[str]:
     """Equivalent spellings of `answer` that a model might write instead (must all be accepted)."""
     a = answer.strip()
     found = []
+    m = ZERO_FRACTION.match(a) or LEADING_ZEROS.match(a)  # AMC's `70.0`, AIME's `073`: the integer
+    if m:
+        found.append("".join(m.groups()))
+    m = E_NOTATION.match(a)
+    if m:
+        found.append(f"{m.group(1)} \\times 10^{{{m.group(2)}}}")
     m = WHOLE_FRACTION.match(a)
     if m:
         found.append(f"{m.group(1)}{m.group(2)}/{m.group(3)}")
@@ -191,25 +256,29 @@ def build_cases(items: list[GoldItem], rewritten: bool = True) -> list[Case]:
     for item in items:
         for completion in item.completions:
             cases.append(Case("gold", True, Sample(completion=completion, reference=item.reference), item.row))
-        for r in rewrites(item.reference) if rewritten else []:
+        for r in rewrites(item.latex) if rewritten else []:
             cases.append(Case("rewritten", True, Sample(completion=f"\\boxed{{{r}}}", reference=item.reference), item.row))
-        wrong = perturbations(item.reference)
+        wrong = perturbations(item.latex)
         for p in wrong:
             cases.append(Case("perturbed", False, Sample(completion=f"\\boxed{{{p}}}", reference=item.reference), item.row))
         if wrong:
-            hedge = f"It is \\boxed{{{item.reference}}} or maybe \\boxed{{{wrong[0]}}}."
+            hedge = f"It is \\boxed{{{item.latex}}} or maybe \\boxed{{{wrong[0]}}}."
             cases.append(Case("hedging", False, Sample(completion=hedge, reference=item.reference), item.row))
     return cases
 
 
-def summarize(cases: list[Case], scores: list[Score], seconds: float, max_examples: int = 20) -> dict:
+def summarize(
+    cases: list[Case], scores: list[Score], seconds: float, max_examples: int = 20, items: list[GoldItem] = ()
+) -> dict:
     """Counts, false-accept / false-reject rates and examples of each error kind."""
     report: dict = {"cases": len(cases), "seconds": round(seconds, 2), "by_kind": {}}
+    report["solutions_skipped"] = sum(bool(item.skipped) for item in items)
     false_accepts, false_rejects = [], []
     for case, score in zip(cases, scores):
         accepted = bool(score.correct)
-        kind = report["by_kind"].setdefault(case.kind, {"cases": 0, "errors": 0})
+        kind = report["by_kind"].setdefault(case.kind, {"cases": 0, "errors": 0, "as_expected": 0})
         kind["cases"] += 1
+        kind["as_expected"] += accepted == case.expect
         if accepted != case.expect:
             kind["errors"] += 1
             example = {
@@ -238,7 +307,10 @@ def format_report(report: dict) -> str:
         f"{report['cases']} cases in {report['seconds']}s",
     ]
     for kind, c in report["by_kind"].items():
-        lines.append(f"  {kind:<10} {c['cases']:>6} cases  {c['errors']:>5} wrong verdicts")
+        verdict = "accepted" if kind in ("gold", "rewritten") else "rejected"
+        lines.append(f"  {kind:<10} {c['as_expected']:>6}/{c['cases']} {verdict}")
+    if report.get("solutions_skipped"):
+        lines.append(f"  solutions left out (no box, or boxes that differ): {report['solutions_skipped']}")
     lines.append(f"  false-reject rate {report['false_reject_rate']:.4f} ({report['false_rejects']})")
     lines.append(f"  false-accept rate {report['false_accept_rate']:.4f} ({report['false_accepts']})")
     lines.append(f"  timeouts {report['timeouts']}")

@@ -1,12 +1,20 @@
 """Equivalence of two parsed answers (sympy objects): structure first, then numbers, then symbols.
 
-Structure: ordered tuples and vectors compare element by element; sets (and bare lists of several
-answers) compare as multisets; intervals compare end points and openness, and an open interval (a, b)
-equals the pair (a, b) since the notation is the same; matrices compare shape and entries; an
-assignment `x = 3` compares by its value against a non-equation; equations compare as lhs - rhs up
-to sign. Scalars: exact rationals compare exactly; other constants numerically with a relative
-tolerance; expressions with free symbols at random points (a mismatch at any point rejects), with
-sympy's simplify of the difference only when the points cannot be evaluated.
+Structure: ordered tuples and vectors compare element by element; sets compare as multisets, and so do
+bare lists of several answers (`a, b`, an AnswerList) against a set or another list; a bare list against
+a tuple compares in the written order (as Math-Verify does), a set `\\{a, b\\}` never equals a tuple;
+intervals compare end points and openness, and an open interval (a, b) equals the pair (a, b) since the
+notation is the same; matrices compare shape and entries.
+Equations: an assignment `x = 3` (or a labelled `(p, q) = (3, 2)`) reference is answered by its value;
+any other equation reference (`7 = 11a + c`) only by an equation; an equation answer against a
+non-equation reference is judged by its right side (`f(x) = 1` for `1`, the reference decides the format,
+as in Math-Verify); two equations are the same when lhs - rhs agree up to a non-zero constant factor;
+lists of assignments compare by variable name (`x=1, y=2` is not `x=2, y=1`).
+Inequalities: `a > b` reads as `b < a`; two are the same when of one kind with lhs - rhs equal up to a
+positive factor (`-x > -1` is `x < 1`); against a set, the solution set of a one-variable inequality.
+Scalars: exact rationals compare exactly; other constants numerically with a relative tolerance;
+expressions with free symbols at random points (a mismatch at any point rejects), with sympy's simplify
+of the difference only when the points cannot be evaluated. Nothing undefined (zoo, nan) equals anything.
 """
 from __future__ import annotations
 
@@ -14,6 +22,8 @@ import random
 from typing import Callable
 
 import sympy
+
+from verifiers.math_structure import AnswerList
 
 Equal = Callable[[sympy.Basic, sympy.Basic], bool]
 SAMPLE_POINTS = 5
@@ -23,6 +33,24 @@ SAMPLE_RANGE = (0.31, 1.73)
 def is_assignment(e: sympy.Basic) -> bool:
     """`x = value` with a plain symbol on the left."""
     return isinstance(e, sympy.Eq) and isinstance(e.lhs, sympy.Symbol)
+
+
+def is_labelled(e: sympy.Basic) -> bool:
+    """An assignment, or a tuple of symbols set to a value: `(p, q) = (3, 2)`."""
+    if not isinstance(e, sympy.Eq):
+        return False
+    names = e.lhs.args if isinstance(e.lhs, sympy.Tuple) else (e.lhs,)
+    return all(isinstance(n, sympy.Symbol) for n in names)
+
+
+def assignments_by_name(s: sympy.FiniteSet) -> dict | None:
+    """{x = 1, y = 2, x = 3} -> {'x': [1, 3], 'y': [2]}; None unless every element is an assignment."""
+    if not all(is_assignment(e) for e in s.args):
+        return None
+    values: dict = {}
+    for e in s.args:
+        values.setdefault(e.lhs.name, []).append(e.rhs)
+    return values
 
 
 def assignment_values(s: sympy.FiniteSet) -> sympy.Tuple | None:
@@ -50,8 +78,6 @@ def _complex(e: sympy.Basic) -> complex | None:
 
 def scalars_equal(a: sympy.Basic, b: sympy.Basic, rel_tol: float) -> bool:
     """Exact for rationals, numeric for constants, random points for expressions in symbols."""
-    if a.has(sympy.zoo, sympy.nan) or b.has(sympy.zoo, sympy.nan):
-        return False
     symbols = a.free_symbols | b.free_symbols
     if not symbols:
         a, b = a.doit(), b.doit()  # parsers may leave 2**10 unevaluated; exact values compare exactly
@@ -70,18 +96,40 @@ def _equal_at_points(a: sympy.Basic, b: sympy.Basic, symbols: list, rel_tol: flo
     A mismatch at any point where both sides are finite rejects; agreement at >= 3 points accepts
     (distinct elementary expressions agree on a set of measure zero); else simplify decides.
     """
-    rng = random.Random(12345)
     agreed = 0
-    for _ in range(SAMPLE_POINTS):
-        # both signs: x and |x| (or sqrt(x^2)) agree on positives only
-        point = {s: sympy.Float(rng.choice((-1, 1)) * rng.uniform(*SAMPLE_RANGE), 20) for s in symbols}
-        va, vb = _complex(a.xreplace(point)), _complex(b.xreplace(point))
-        if va is None or vb is None:
-            continue
+    for va, vb in _values_at_points(a, b, symbols):
         if not numbers_close(va, vb, max(rel_tol, 1e-9)):
             return False
         agreed += 1
     return agreed >= 3 or _simplifies_to_zero(a - b)
+
+
+def _values_at_points(a: sympy.Basic, b: sympy.Basic, symbols: list):
+    """(a, b) at each of SAMPLE_POINTS seeded random real points of either sign (x and |x|, or
+    sqrt(x^2), agree on positives only) where both are finite numbers."""
+    rng = random.Random(12345)
+    for _ in range(SAMPLE_POINTS):
+        point = {s: sympy.Float(rng.choice((-1, 1)) * rng.uniform(*SAMPLE_RANGE), 20) for s in symbols}
+        va, vb = _complex(a.xreplace(point)), _complex(b.xreplace(point))
+        if va is not None and vb is not None:
+            yield va, vb
+
+
+def proportional(a: sympy.Basic, b: sympy.Basic, rel_tol: float, positive: bool) -> bool:
+    """a = k b for one constant k != 0 (k > 0 when `positive`): `2x + 4y - 3` and `y + x/2 - 3/4`.
+
+    Decided at the random points: the ratio a/b must be the same at >= 3 of them; fewer evaluable
+    points (or b = 0 there) mean not shown proportional.
+    """
+    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
+    ratios = [va / vb for va, vb in _values_at_points(a, b, symbols) if vb != 0]
+    if len(ratios) < 3:
+        return False
+    k = ratios[0]
+    if not all(numbers_close(r, k, max(rel_tol, 1e-9)) for r in ratios):
+        return False
+    # k = 0 only when a is 0 everywhere; a positive k is real up to rounding
+    return k != 0 and (not positive or abs(k.imag) <= 1e-9 * k.real)
 
 
 def _simplifies_to_zero(diff: sympy.Basic) -> bool:
@@ -126,6 +174,14 @@ def _match_ordered(xs: tuple, ys: tuple, equal: Equal) -> bool:
     return len(xs) == len(ys) and all(equal(x, y) for x, y in zip(xs, ys))
 
 
+def _as_less_than(rel: sympy.Basic) -> tuple[type, sympy.Basic]:
+    """(kind, d) with the relation read as `d < 0` or `d <= 0`: `a > b` is `b - a < 0`."""
+    flipped = {sympy.StrictGreaterThan: sympy.StrictLessThan, sympy.GreaterThan: sympy.LessThan}
+    if type(rel) in flipped:
+        return flipped[type(rel)], rel.rhs - rel.lhs
+    return type(rel), rel.lhs - rel.rhs
+
+
 def _as_sequence(e: sympy.Basic) -> tuple | None:
     """Elements of an ordered thing: a tuple, a vector (1-row or 1-column matrix), or an open interval
     (a, b), which is written exactly like the pair (a, b)."""
@@ -138,12 +194,19 @@ def _as_sequence(e: sympy.Basic) -> tuple | None:
     return None
 
 
+def _undefined(e: sympy.Basic) -> bool:
+    """Holds zoo or nan (a division by zero, 0/0): such a value equals nothing, not even itself."""
+    return bool(e.has(sympy.zoo, sympy.nan))
+
+
 def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bool:
     """Whether the predicted answer means the same as the reference (see the module docstring)."""
 
     def equal(x: sympy.Basic, y: sympy.Basic) -> bool:
         return equivalent(x, y, rel_tol)
 
+    if _undefined(pred) or _undefined(ref):
+        return False
     if pred == ref:
         return True
     # equations and assignments
@@ -151,13 +214,23 @@ def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bo
         if not all(isinstance(side, sympy.Expr) for side in (*pred.args, *ref.args)):
             return equal(pred.lhs, ref.lhs) and equal(pred.rhs, ref.rhs)  # e.g. x \in [1, 2]
         d_pred, d_ref = pred.lhs - pred.rhs, ref.lhs - ref.rhs
-        return scalars_equal(d_pred, d_ref, rel_tol) or scalars_equal(d_pred, -d_ref, rel_tol)
-    if is_assignment(pred):
-        return equal(pred.rhs, ref)
-    if is_assignment(ref):
-        return equal(pred, ref.rhs)
+        return (
+            scalars_equal(d_pred, d_ref, rel_tol)
+            or scalars_equal(d_pred, -d_ref, rel_tol)
+            or proportional(d_pred, d_ref, rel_tol, positive=False)
+        )
+    if isinstance(ref, sympy.Eq):
+        # `x = 3` is answered by 3; `7 = 11a + c` only by an equation
+        return is_labelled(ref) and equal(pred, ref.rhs)
+    if isinstance(pred, sympy.Eq):
+        return equal(pred.rhs, ref)  # a labelled answer: `f(x) = 1`, `(p, q) = (3, 2)`
     # sets, lists of answers
     if isinstance(pred, sympy.FiniteSet) and isinstance(ref, sympy.FiniteSet):
+        named_pred, named_ref = assignments_by_name(pred), assignments_by_name(ref)
+        if named_pred is not None and named_ref is not None:
+            return named_pred.keys() == named_ref.keys() and all(
+                _match_unordered(tuple(named_pred[k]), tuple(named_ref[k]), equal) for k in named_ref
+            )
         strip = lambda s: tuple(e.rhs if is_assignment(e) else e for e in s.args)  # noqa: E731
         return _match_unordered(strip(pred), strip(ref), equal)
     for s, other in ((pred, ref), (ref, pred)):
@@ -167,8 +240,9 @@ def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bo
                 return _match_ordered(tuple(values.args), _as_sequence(other) or (other,), equal)
             if len(s.args) == 1 and not isinstance(other, sympy.Set):
                 return equal(s.args[0], other) if s is pred else equal(other, s.args[0])
-            if isinstance(other, sympy.Tuple):
-                return _match_unordered(tuple(s.args), tuple(other.args), equal)
+            if isinstance(other, sympy.Tuple) and isinstance(s, AnswerList):
+                # `1, 3` against `(1, 3)`: written in order; a set `\{1, 3\}` is no tuple
+                return _match_ordered(pred.args, ref.args, equal)
             return False
     # an inequality in one variable against a set: compare its solution set (x < 3 vs (-oo, 3))
     for rel, other in ((pred, ref), (ref, pred)):
@@ -194,11 +268,11 @@ def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bo
     if seq_pred is not None and seq_ref is not None:
         return _match_ordered(seq_pred, seq_ref, equal)
     # a sequence against anything else ends below: not a relation, not an Expr
-    # inequalities: same relation, same lhs - rhs
-    if isinstance(pred, sympy.core.relational.Relational) or isinstance(ref, sympy.core.relational.Relational):
-        return (
-            type(pred) is type(ref)
-            and scalars_equal(pred.lhs - pred.rhs, ref.lhs - ref.rhs, rel_tol)
+    # inequalities: same relation, the same d in d < 0 (or d <= 0) up to a positive factor
+    if all(isinstance(e, sympy.core.relational.Relational) for e in (pred, ref)):
+        (kind_pred, d_pred), (kind_ref, d_ref) = _as_less_than(pred), _as_less_than(ref)
+        return kind_pred is kind_ref and (
+            scalars_equal(d_pred, d_ref, rel_tol) or proportional(d_pred, d_ref, rel_tol, positive=True)
         )
     if isinstance(pred, (sympy.Set, sympy.MatrixBase)) or isinstance(ref, (sympy.Set, sympy.MatrixBase)):
         return False

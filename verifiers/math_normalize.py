@@ -23,6 +23,10 @@ UNIT_TAIL = re.compile(r"(?<=[\d}\s])\s*(?:" + "|".join(sorted(UNITS, key=len, r
 UNIT_POWER = re.compile(r"\s*\^\s*\{?\s*[23]\s*\}?")
 NUMBER_WORDS = re.compile(r"^\s*(-?[\d.,]*\d)\s+(?:[A-Za-z]{3,}\s*)+$")
 THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d])")
+SPACED_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?: \d{3})+(?!\d)")
+# `, and` / ` or ` between two items of a list: after a digit or a closing bracket, so prose keeps its words
+LIST_WORD = re.compile(r"(?<=[\d)\]}])\s*,?\s*\b(?:and|or)\s+(?=[-+\w\\({\[])")
+VARIABLE = re.compile(r"[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?")
 CHOICE = re.compile(r"^\(?([A-Ea-e])\)$|^\(([A-Ea-e])\)?$")
 
 
@@ -72,8 +76,14 @@ def unify_commands(s: str) -> str:
 
 
 def strip_approximation(s: str) -> str:
-    """`\\frac{2}{3} \\approx 0.67` -> `\\frac{2}{3}`: the exact value is the answer, the rounding a remark."""
-    return re.split(r"\\approx|≈", s)[0] if re.search(r"\\approx|≈", s) else s
+    """`\\frac{2}{3} \\approx 0.67` -> `\\frac{2}{3}`: the exact value is the answer, the rounding a remark;
+    but `x \\approx 11` -> `x=11`: after a lone variable the approximation is the value assigned."""
+    parts = re.split(r"\\approx(?![a-zA-Z])|≈", s)
+    if len(parts) == 1:
+        return s
+    if VARIABLE.fullmatch(parts[0].strip()):
+        return parts[0].strip() + "=" + parts[1].strip()
+    return parts[0]
 
 
 def _text_groups(s: str) -> list[tuple[int, int, str]]:
@@ -125,10 +135,21 @@ def strip_units(s: str) -> str:
 
 
 def strip_thousands(s: str) -> str:
-    """`58,500` -> `58500` when the answer has no brackets (inside a tuple `(1,000)` a comma separates)."""
+    """`58,500` -> `58500` when the answer has no brackets (inside a tuple `(1,000)` a comma separates);
+    `1 000` (and `1\\,000`, whose thin space is a space by now) -> `1000` anywhere: only groups of exactly
+    three digits join, so `1 2` or `12 34` stay apart (read as a product, as before)."""
+    s = SPACED_THOUSANDS.sub(lambda m: m.group(0).replace(" ", ""), s)
     if re.search(r"[(\[{]", s):
         return s
     return THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), s)
+
+
+def join_list_words(s: str) -> str:
+    """`19, 46, and 82` -> `19, 46,82`, `21, 16 or 11` -> `21, 16,11`: a list joined by words is a list.
+
+    "or" may hedge, but a list only equals a reference list of the same answers, never a single one, so
+    `3 or 5` earns nothing against `3` (as `\\text{ or }` already reads, see strip_text)."""
+    return LIST_WORD.sub(",", s)
 
 
 def strip_punctuation(s: str) -> str:
@@ -157,6 +178,7 @@ RULES = (
     strip_text,
     strip_degrees,
     strip_units,
+    join_list_words,
     strip_thousands,
     strip_punctuation,
     collapse_space,

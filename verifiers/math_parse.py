@@ -3,13 +3,17 @@
 Order of attempts (the first that applies wins):
   1. plain numbers (integers, decimals, a/b, \\frac{a}{b}, mixed numbers), exactly, without a parser;
   2. numbers in a base (`52_8`), as opaque symbols;
-  3. a chain `x = 2 + 3 = 5` or `0.56 = 56`: its last side; an assignment `x = ...`: Eq(x, value);
-  4. ASCII algebra (`x^2+2x`): sympy's expression parser, unevaluated;
-  5. lists, tuples, intervals, sets, unions, matrices: split (math_structure), elements parsed alone;
-  6. anything else: latex2sympy2_extended.
+  3. a clock time `h:mm` (minutes 00-59) as an opaque symbol: `1:00` is no ratio 1/0 and equals only 1:00;
+  4. a chain `x = 2 + 3 = 5` or `0.56 = 56`: its last side; an assignment `x = ...`: Eq(x, value);
+     any other `lhs = rhs` (`7 = 11a+c`, `(p,q) = (3,2)`, `f(x) = 1`): Eq(lhs, rhs), both parsed here, a
+     label the parser cannot read (`S_{MBCN}:S`) kept as an opaque symbol;
+  5. ASCII algebra (`x^2+2x`): sympy's expression parser, unevaluated;
+  6. lists, tuples, intervals, sets, unions, matrices: split (math_structure), elements parsed alone;
+  7. anything else: latex2sympy2_extended.
 Guards refuse before any expensive work: over-long answers, deep bracket nesting (the ANTLR parser's
 time grows steeply with nesting depth) and numbers with more than MAX_DIGITS digits (power towers
-such as 9^{9^{9^9}}), checked on the unevaluated expression.
+such as 9^{9^{9^9}}), checked on the unevaluated expression. A value that is or holds zoo or nan (a
+division by zero) is a parse failure: undefined answers would otherwise all equal one another.
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ MIXED = re.compile(r"^([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
 PLAIN_ALGEBRA = re.compile(r"^(?:[0-9+\-*/^(). ]|(?<![a-z])[a-df-hj-z](?![a-z]))+$")
 ASSIGNMENT = re.compile(r"^([a-zA-Z])=([^=<>]+)$")
 BASE_NUMBER = re.compile(r"^(-?)([0-9A-Za-z]+)_\{?(\d+)\}?$")
+LETTER_I = sympy.Symbol("i")
+CLOCK = re.compile(r"^(\d{1,2}):([0-5]\d)$")
 
 
 class ParseFailure(Exception):
@@ -84,12 +90,29 @@ def base_number(s: str) -> sympy.Symbol | None:
     return -value if m.group(1) else value
 
 
+def clock_time(s: str) -> sympy.Symbol | None:
+    """`1:00` / `01:00` -> an opaque symbol `1:00`: a time equals only the same time (read as a ratio,
+    every `h:00` would be h/0, undefined). A ratio whose second term has two digits below 60 (`7:32`)
+    reads the same way, so it matches only itself written so, not `14:64`."""
+    m = CLOCK.match(s)
+    return sympy.Symbol(f"{int(m.group(1))}:{m.group(2)}") if m else None
+
+
+def _times_i(exponent: sympy.Basic) -> bool:
+    """`exponent` is i (sympy's I, or the letter i the parser leaves) times something without an i."""
+    for unit in (sympy.I, LETTER_I):
+        coefficient = exponent.as_coefficient(unit)
+        if coefficient is not None and not coefficient.has(sympy.I, LETTER_I):
+            return True
+    return False
+
+
 def log10_bound(expr: sympy.Basic) -> float:
     """An upper bound on log10|value| of a numeric (sub)expression, without evaluating it.
 
     Rules: |n| -> log10|n|; p/q -> max; a+b -> max + log10(#terms); a*b -> sum;
-    b^e -> |e| * log10|b| with |e| <= 10^log10_bound(e); n! -> n log10 n; symbols count as O(1).
-    """
+    b^e -> |e| * log10|b| with |e| <= 10^log10_bound(e), but 0 for b > 0 and e = i t (modulus 1);
+    n! -> n log10 n; symbols count as O(1)."""
     if isinstance(expr, sympy.Integer):
         n = abs(int(expr))
         if n.bit_length() < 1000:
@@ -105,6 +128,8 @@ def log10_bound(expr: sympy.Basic) -> float:
         e = log10_bound(exponent)
         if e > 8:
             return math.inf
+        if _times_i(exponent) and base.is_positive:
+            return 0.0  # |b^{i t}| = 1 for real t: e^{2024 \pi i} is 1, not a 10^2000-digit number
         return max(log10_bound(base), 0.0) * 10**e
     if isinstance(expr, sympy.factorial):
         n = log10_bound(expr.args[0])
@@ -135,15 +160,20 @@ def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
     based = base_number(s)
     if based is not None:
         return based
+    clock = clock_time(s)
+    if clock is not None:
+        return clock
     single = len(split_top_level(s, ",")) == 1 and not re.search(r"[<>!]", s)
     sides = split_top_level(s, "=") if single else [s]
-    if len(sides) > 2 or (len(sides) == 2 and not re.search(r"[a-zA-Z]", sides[0])):
-        # `x = 2 + 3 = 5` and `0.56 = 56` : the last side is the answer being stated
+    if len(sides) > 2:
+        # `x = 2 + 3 = 5` : the last side is the answer being stated
         return parse(sides[-1], max_chars)
     m = ASSIGNMENT.match(s)
     if m and "," not in m.group(2):
         # `x=...` : parse the value on its own so the fast paths above apply to it too
         return sympy.Eq(sympy.Symbol(m.group(1).lower()), parse(m.group(2), max_chars), evaluate=False)
+    if len(sides) == 2 and all(sides):
+        return _equation(sides[0], sides[1], max_chars)
     if bracket_depth(s) > MAX_DEPTH:
         raise ParseFailure(f"brackets nested deeper than {MAX_DEPTH}")
     if PLAIN_ALGEBRA.match(s):
@@ -167,6 +197,19 @@ def parse(s: str, max_chars: int = 1000) -> sympy.Basic:
     return _checked(expr)
 
 
+def _equation(lhs: str, rhs: str, max_chars: int) -> sympy.Basic:
+    """`lhs = rhs`: the value `rhs` when neither side has a variable (`0.56 = 56`, `\\frac12 = 0.5`: the last
+    side is the answer stated), else Eq(lhs, rhs) (`7 = 11a+c` is an equation, not the expression 11a+c)."""
+    right = parse(rhs, max_chars)
+    try:
+        left = parse(lhs, max_chars)
+    except ParseFailure:
+        left = sympy.Symbol(lhs)  # a label the parser cannot read, such as `S_{MBCN}:S`: only its name counts
+    if not left.free_symbols and not right.free_symbols:
+        return right
+    return sympy.Eq(left, right, evaluate=False)
+
+
 def _checked(expr: sympy.Basic) -> sympy.Basic:
     """`expr` with exact decimals and `i` as the imaginary unit, after refusing numbers too large to
     compute with, and refusing a relation the parser already decided (`2 = 3` -> False is a statement,
@@ -175,6 +218,8 @@ def _checked(expr: sympy.Basic) -> sympy.Basic:
         isinstance(expr, sympy.core.relational.Relational) and not expr.free_symbols
     ):
         raise ParseFailure("not an answer: a relation between numbers")
+    if expr.has(sympy.zoo, sympy.nan):
+        raise ParseFailure("undefined value (a division by zero)")
     if log10_bound(expr) > MAX_DIGITS:
         raise ParseFailure(f"number with more than {MAX_DIGITS} digits")
     return _exact_floats(_imaginary_unit(expr))

@@ -6,7 +6,7 @@ Splitting first is faster than handing the whole answer to the ANTLR grammar, wh
 with the length and nesting of comma lists, and it fixes the meaning of the notation:
   `(a, b, ...)` tuple (a pair (a, b) doubles as an open interval, see math_equiv);
   `[a, b]`, `[a, b)`, `(a, b]` intervals (and `(a, b)` inside a union);  `[a, b, c]` tuple;
-  `\\{a, b\\}` set;  `a, b` (bare) several answers, a set;  `A \\cup B` union;
+  `\\{a, b\\}` set;  `a, b` (bare) several answers, an AnswerList;  `A \\cup B` union;
   `\\begin{pmatrix} a & b \\\\ c & d \\end{pmatrix}` matrix (also bmatrix, vmatrix-free forms).
 """
 from __future__ import annotations
@@ -19,6 +19,17 @@ import sympy
 Parse = Callable[[str], sympy.Basic]
 OPEN, CLOSE = "([{", ")]}"
 MATRIX = re.compile(r"^\\begin\{([pb]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
+
+
+class AnswerList(sympy.FiniteSet):
+    """Several answers written bare, `a, b`: a set of answers (against a set or another list the order
+    does not count) that keeps the written order and repeats, because against a tuple reference the
+    order counts (Math-Verify reads `1, 3` against `(1, 3)` in order too)."""
+
+    def __new__(cls, *args: object) -> "AnswerList":
+        obj = sympy.Basic.__new__(cls, *map(sympy.sympify, args))
+        obj._args_set = frozenset(obj.args)  # FiniteSet's own __new__ sorts and deduplicates; this does not
+        return obj
 
 
 def split_top_level(s: str, separator: str) -> list[str]:
@@ -86,5 +97,5 @@ def parse_structure(s: str, parse: Parse, in_union: bool = False) -> sympy.Basic
         return None
     parts = split_top_level(s, ",")
     if len(parts) > 1 and all(parts):
-        return sympy.FiniteSet(*(parse(p) for p in parts))
+        return AnswerList(*(parse(p) for p in parts))
     return None

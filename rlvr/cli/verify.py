@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", type=Path, help="jsonl file with completion and reference per line")
     p.add_argument("--output", type=Path, help="jsonl file to write (input rows plus the scores)")
     p.add_argument("--audit", metavar="DATA",
-                   help="audit against gold answers: gsm8k, math500 or a jsonl file")
+                   help="audit against gold answers: gsm8k, math500, aime24, aime25, amc23, minerva_math, "
+                   "olympiadbench or a jsonl file")
     p.add_argument("--report", type=Path, help="with --audit: also write the full report as JSON here")
     p.add_argument("--workers", type=int, default=2, help="worker processes (0: in-process, no hard timeout)")
     p.add_argument("--timeout", type=float, default=5.0, help="hard limit in seconds per sample")
@@ -299,7 +300,7 @@ def run_audit(verifier: Any, args: argparse.Namespace) -> int:
         with VerifierPool(verifier, workers=min(args.workers, len(cases)), timeout=args.timeout) as pool:
             scores, _ = score_all(pool, [c.sample for c in cases], f"audit {args.name}")
         elapsed = time.perf_counter() - start
-        report = {"verifier": args.name, "data": str(path), **summarize(cases, scores, elapsed)}
+        report = {"verifier": args.name, "data": str(path), **summarize(cases, scores, elapsed, items=items)}
         print(format_report(report))
         if out is not None:
             out.write(to_json(report, indent=2))
