@@ -4,7 +4,7 @@ import pytest
 import sympy
 
 from verifiers.math_parse import parse as parse_answer
-from verifiers.math_structure import parse_structure, split_top_level, wrapper
+from verifiers.math_structure import AnswerList, parse_structure, split_top_level, wrapper
 
 
 def parse(s: str) -> sympy.Basic:
@@ -78,12 +78,16 @@ def test_unions_read_pairs_as_open_intervals():
         ("[1,2,3]", sympy.Tuple(1, 2, 3)),
         (r"\{3,1\}", sympy.FiniteSet(1, 3)),
         (r"\{1\}", sympy.FiniteSet(1)),
-        ("1,2", sympy.FiniteSet(1, 2)),
-        ("3,1,2", sympy.FiniteSet(1, 2, 3)),
     ],
 )
 def test_structures(text, value):
     assert parse_structure(text, parse) == value
+
+
+def test_bare_lists_keep_their_order_and_repeats():
+    assert parse_structure("3,1,2", parse).args == (3, 1, 2)
+    assert parse_structure("1,1,3", parse).args == (1, 1, 3)
+    assert isinstance(parse_structure("1,2", parse), AnswerList)
 
 
 @pytest.mark.parametrize("text", ["5", "(5)", "x+1", "(1,,3)", "1,,2", r"\{1,\}", ",", "()"])

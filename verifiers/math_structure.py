@@ -33,14 +33,11 @@ class AnswerList(sympy.FiniteSet):
 
 
 def split_top_level(s: str, separator: str) -> list[str]:
-    """`s` split at `separator` where no bracket, brace or `\\{ \\}` is open (escaped braces count)."""
+    """`s` split at `separator` where no bracket, brace or `\\{ \\}` is open (an escaped brace counts as
+    its brace: the backslash before it changes nothing)."""
     parts, depth, start, i = [], 0, 0, 0
     while i < len(s):
         c = s[i]
-        if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
-            depth += 1 if s[i + 1] == "{" else -1
-            i += 2
-            continue
         if c in OPEN:
             depth += 1
         elif c in CLOSE:
