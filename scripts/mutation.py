@@ -118,6 +118,19 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     *[("verifiers/code_harness.py", "ctypes.CDLL(None).prctl(4, int(flag), 0, 0, 0)  # PR_SET_DUMPABLE", op,
        "PR_SET_DUMPABLE reads only its second argument; the kernel ignores the rest")
       for op in ("const 0 -> 1", "arg-dropped")],
+    ("verifiers/code.py",
+     'reward = float(all_passed) if self.reward == "all" else passed_count / max(len(tests), 1)',
+     "const 1 -> 0", "a plan always has tests: code_plan refuses a sample with no tests, cases or asserts"),
+    ("verifiers/code_harness.py", "os._exit(0)", "const 0 -> 1",
+     "the child's exit status is never read: the guard trusts only the reports and the `done` message"),
+    ("verifiers/code_harness.py", "open_fds.discard(pidfd)", "call-removed",
+     "once the child has exited, the loop stops within 0.2 s whether or not the pidfd stays in the select"),
+    ("verifiers/code_harness.py", "sys.stdout.flush()  # defensive: the guard prints nothing before the fork today",
+     "call-removed",
+     "the guard has printed nothing before it forks, so there is no buffered output to copy into the child"),
+    ("verifiers/code_harness.py", "os.close(read_fd)", "call-removed",
+     "the child keeping the read end lets the program read its own reports and so lose them, nothing more: it "
+     "holds the write end anyway (the one remaining attack the module docstring names)"),
     ("sandbox/capabilities.py", "pass_fds=(), wall_seconds=10.0, output_bytes=4096)", "const",
      "the wall limit of the capability probe, `/bin/echo ok`, which finishes in milliseconds: only a probe "
      "hanging for more than 10 s could tell 10 from 20"),

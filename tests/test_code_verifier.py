@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -219,6 +223,18 @@ int main(){int t; scanf("%d",&t); while(t--){long long a,b; int q; scanf("%lld %
     assert score.correct, score.details
 
 
+@pytest.mark.skipif(not sandbox.capabilities().compilers.get("g++"), reason="g++ not installed")
+def test_a_cpp_compile_error_is_reported_once_for_every_case():
+    """A C++ program is compiled once, before its cases run: a compile error fails every case with the
+    compiler's first line, and no case is run."""
+    cases = [{"stdin": "1\n", "stdout": "2\n"}, {"stdin": "2\n", "stdout": "3\n"}]
+    score = CodeVerifier(language="cpp").verify(
+        Sample(completion=fenced("int main() { return x; }", "cpp"), fields={"cases": cases}))
+    assert score.reason == "0/2 tests passed (compile error)", score.reason
+    assert [t["name"] for t in score.details["tests"]] == ["case_0", "case_1"]
+    assert all(t["error"].startswith("compile error: main.cpp") for t in score.details["tests"])
+
+
 # ------------------------------------------------------------------ gaming attempts earn nothing
 
 
@@ -344,6 +360,9 @@ def test_memory_field_limits_the_run():
     large = CodeVerifier().verify(Sample(completion=program, fields={**ADD_TESTS, "memory_mb": 1024}))
     assert small.reward == 0.0 and "MemoryError" in small.details["tests"][0]["error"]
     assert large.correct
+    huge = fenced("def add(a, b):\n    x = bytearray(700 << 20)\n    return a + b")
+    default = CodeVerifier().verify(Sample(completion=huge, fields=ADD_TESTS))  # 512 MB unless asked
+    assert default.reward == 0.0 and "MemoryError" in default.details["tests"][0]["error"]
 
 
 # ------------------------------------------------------------------ plumbing
@@ -394,3 +413,32 @@ def test_the_program_can_read_its_own_proc_entries(warm):
     score = CodeVerifier(warm=warm).verify(Sample(completion=fenced(program),
                                                   fields={"tests": ["assert fds() > 3"]}))
     assert score.correct, score.details
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
+def test_the_guard_kills_every_process_only_where_it_is_pid_1(tmp_path):
+    """kill(-1) reaches every process the guard may signal: only as pid 1 of the sandbox's own pid
+    namespace is that exactly the program's processes. Run here (benign program, our own fresh pid
+    namespace) with the guard NOT pid 1, a sibling process must survive it."""
+    v = CodeVerifier(warm=False)
+    (job,) = v._prepare(Sample(completion=fenced("def add(a, b):\n    return a + b"), fields=ADD_TESTS)).jobs
+    (tmp_path / "harness.py").write_text(job.program)
+    for name, content in job.files.items():
+        (tmp_path / name).write_text(content)
+    (tmp_path / "nonce").write_text(job.stdin)
+    script = (f"sleep 30 & s=$!; {sys.executable} harness.py < nonce > out.txt; "
+              "kill -0 $s && echo sibling-alive; kill $s")
+    run = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert "sibling-alive" in run.stdout, (run.stdout, run.stderr)
+    assert "RLVR-HARNESS-RESULT" in (tmp_path / "out.txt").read_text()
+
+
+def test_what_the_program_printed_is_kept_in_the_run_output():
+    v = CodeVerifier(warm=False)
+    program = fenced("def add(a, b):\n    print('adding', a, b)\n    return a + b")
+    prepared = v._prepare(Sample(completion=program, fields=ADD_TESTS))
+    (run,) = v._sandbox_pool().map(prepared.jobs)
+    assert "adding 1 2\nadding 2 2\n" in run.stdout
+    assert v._score(prepared.plan, [run]).correct
+    v.close()

@@ -354,7 +354,7 @@ def main() -> None:
             pass
     _set_dumpable(False)
     read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
+    sys.stdout.flush()  # defensive: the guard prints nothing before the fork today
     pid = os.fork()
     if pid == 0:
         os.setpgid(0, 0)
