@@ -372,3 +372,39 @@ def test_sample_points_are_seeded_of_either_sign_within_the_range():
     assert {v.real > 0 for v in values} == {True, False}
     # the seed fixes the points, so a verdict is the same on every run
     assert [round(v.real, 6) for v in values] == PINNED_POINTS
+
+
+@pytest.mark.parametrize(
+    "answer, reference, ok",
+    [
+        # scientific notation is a number (Minerva's references), not Euler's e times one
+        ("4.5e33", r"4.5\times10^{33}", True),
+        (r"4.5 \times 10^{33}", "4.5e33", True),
+        (r"4.5\cdot10^{33}", "4.5e33", True),
+        ("3E8", "300000000", True),
+        ("1e-5", r"10^{-5}", True),
+        ("-2.5e-3", "-0.0025", True),
+        (".5e1", "5", True),
+        ("3e18", "2e27", False),
+        ("3e8", "1e24", False),
+        ("e-5", "1e-5", False),          # no digits before the e: Euler's e minus 5
+        ("4.5e33", "4.5e32", False),
+        ("1e10001", "1e10001", True),    # past the digit limit: only the same string matches
+        ("1e10001", "1e10002", False),
+        # step functions are compared over a wide range: they agree near 0
+        (r"\lfloor m/7 \rfloor", r"\lfloor m/2 \rfloor", False),
+        (r"mn-\lfloor m/3\rfloor", r"mn-\lfloor m/2\rfloor", False),
+        (r"\lfloor\frac{2n-1}{6}\rfloor", r"\lfloor\frac{2n-1}{5}\rfloor", False),
+        (r"\lceil n/3 \rceil", r"\lceil n/2 \rceil", False),
+        (r"\lfloor m/2 \rfloor", r"\lfloor \frac{m}{2} \rfloor", True),
+        (r"\lfloor \frac{n}{2} \rfloor + 1", r"1+\lfloor n/2 \rfloor", True),
+    ],
+)
+def test_scientific_notation_and_step_functions(answer, reference, ok):
+    assert judged(answer, reference) is ok
+
+
+def test_scientific_notation_is_exact():
+    assert parse("4.5e33") == sympy.Rational(45, 10) * 10**33 and parse("2E-3") == sympy.Rational(1, 500)
+    with pytest.raises(ParseFailure):
+        parse("1e10001")  # 10^10001 has more digits than the parser computes with

@@ -28,6 +28,11 @@ from verifiers.math_structure import AnswerList
 Equal = Callable[[sympy.Basic, sympy.Basic], bool]
 SAMPLE_POINTS = 5
 SAMPLE_RANGE = (0.31, 1.73)
+# Step functions agree on short ranges (floor(m/7) = floor(m/2) = 0 for |m| < 2): expressions holding one
+# are compared at more points spread over a wide range.
+STEP_FUNCTIONS = (sympy.floor, sympy.ceiling, sympy.frac, sympy.Mod)
+STEP_SAMPLE_POINTS = 24
+STEP_SAMPLE_RANGE = (0.31, 97.3)
 
 
 def is_assignment(e: sympy.Basic) -> bool:
@@ -106,10 +111,13 @@ def _equal_at_points(a: sympy.Basic, b: sympy.Basic, symbols: list, rel_tol: flo
 
 def _values_at_points(a: sympy.Basic, b: sympy.Basic, symbols: list):
     """(a, b) at each of SAMPLE_POINTS seeded random real points of either sign (x and |x|, or
-    sqrt(x^2), agree on positives only) where both are finite numbers."""
+    sqrt(x^2), agree on positives only) where both are finite numbers; STEP_SAMPLE_POINTS over a wide
+    range when either holds a step function (floor, ceiling, frac, mod)."""
     rng = random.Random(12345)
-    for _ in range(SAMPLE_POINTS):
-        point = {s: sympy.Float(rng.choice((-1, 1)) * rng.uniform(*SAMPLE_RANGE), 20) for s in symbols}
+    steps = a.has(*STEP_FUNCTIONS) or b.has(*STEP_FUNCTIONS)
+    count, low_high = (STEP_SAMPLE_POINTS, STEP_SAMPLE_RANGE) if steps else (SAMPLE_POINTS, SAMPLE_RANGE)
+    for _ in range(count):
+        point = {s: sympy.Float(rng.choice((-1, 1)) * rng.uniform(*low_high), 20) for s in symbols}
         va, vb = _complex(a.xreplace(point)), _complex(b.xreplace(point))
         if va is not None and vb is not None:
             yield va, vb

@@ -31,6 +31,8 @@ MAX_DEPTH = 12
 MAX_DIGITS = 10_000
 INTEGER = re.compile(r"^[+-]?\d+$")
 DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
+# `4.5e33`, `3E8`, `1e-5`: scientific notation (Minerva's answers), not Euler's e times a number
+SCIENTIFIC = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))[eE]([+-]?\d+)$")
 SLASH = re.compile(r"^([+-]?\d+)/(\d+)$")
 FRAC = re.compile(r"^([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}$")
 MIXED = re.compile(r"^([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
@@ -60,11 +62,17 @@ def bracket_depth(s: str) -> int:
 
 
 def plain_number(s: str) -> sympy.Rational | None:
-    """Exact value of an integer, decimal, a/b, \\frac{a}{b} or mixed number `3\\frac{1}{2}` (= 3 + 1/2); else None."""
+    """Exact value of an integer, decimal, `4.5e33`, a/b, \\frac{a}{b} or mixed number `3\\frac{1}{2}`
+    (= 3 + 1/2); else None."""
     if INTEGER.match(s):
         return sympy.Integer(int(s))
     if DECIMAL.match(s):
         return sympy.Rational(s)
+    m = SCIENTIFIC.match(s)
+    if m:
+        if abs(int(m.group(2))) > MAX_DIGITS:
+            raise ParseFailure(f"number with more than {MAX_DIGITS} digits")
+        return sympy.Rational(m.group(1)) * sympy.Integer(10) ** int(m.group(2))
     m = SLASH.match(s)
     if m and int(m.group(2)) != 0:
         return sympy.Rational(int(m.group(1)), int(m.group(2)))
