@@ -408,3 +408,8 @@ def test_scientific_notation_is_exact():
     assert parse("4.5e33") == sympy.Rational(45, 10) * 10**33 and parse("2E-3") == sympy.Rational(1, 500)
     with pytest.raises(ParseFailure):
         parse("1e10001")  # 10^10001 has more digits than the parser computes with
+
+
+def test_a_word_inside_an_expression_is_not_dropped_as_a_unit():
+    assert not judged(r"2\text{cis}(\pi/2)", r"\pi")  # was read as 2 (pi/2) = pi
+    assert judged(r"(3\text{ cm}, 4\text{ cm})", "(3,4)")

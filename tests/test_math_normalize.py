@@ -99,3 +99,21 @@ def test_normalize_pipeline(raw, expected):
 )
 def test_units_labels_and_choices(raw, expected):
     assert normalize(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (r"2\text{cis}(\pi/2)", r"2cis(\pi/2)"),      # a word inside an expression is not a unit
+        (r"3\text{ m} \cdot 2", r"3 m\cdot 2"),
+        (r"(3\text{ cm}, 4\text{ cm})", "(3,4)"),      # units of the elements of a tuple
+        (r"\{3\text{ cm}\}", r"\{3\}"),
+        (r"[2\text{ sec},5\text{ sec}]", "[2,5]"),
+        (r"10\text{ inches}.", "10"),                  # closing punctuation after the unit
+        (r"5\text{ cm}^2;", "5"),
+        (r"\text{total: }7", "7"),                     # a label before the number
+        (r"(\text{about }3, 4)", "(3,4)"),
+    ],
+)
+def test_text_is_dropped_only_at_the_edges_of_an_element(raw, expected):
+    assert normalize(raw) == expected

@@ -96,15 +96,25 @@ def _text_groups(s: str) -> list[tuple[int, int, str]]:
     return groups
 
 
+def _at_an_edge(s: str, start: int, end: int) -> bool:
+    """Whether s[start:end] begins or ends its element: at the start or end of `s` (a unit's square and
+    closing punctuation after it allowed), or next to a comma or bracket; a word inside an expression (`2\\text{cis}(x)`)
+    is not."""
+    power = UNIT_POWER.match(s, end)
+    before, after = s[:start].rstrip(), s[power.end() if power else end:].strip(" .;:")
+    return not before or not after or before[-1] in ",([{" or after[0] in ",)]}" or after.startswith("\\}")
+
+
 def strip_text(s: str) -> str:
-    """`\\text{..}` and friends: ` or `/` and ` become a comma; a word next to a number (a unit or a label,
-    e.g. `5 \\text{cm}`) is dropped; otherwise the text stays as plain content (`\\text{Evelyn}` -> `Evelyn`)."""
+    """`\\text{..}` and friends: ` or `/` and ` become a comma; a word next to a number at the start or end
+    of an element (a unit or a label, e.g. `5 \\text{cm}`, `(3\\text{ cm}, 4\\text{ cm})`) is dropped;
+    otherwise the text stays as plain content (`\\text{Evelyn}` -> `Evelyn`, `2\\text{cis}(x)`)."""
     for start, end, content in reversed(_text_groups(s)):
         words = content.strip()
         rest = s[:start] + s[end:]
         if words.lower() in ("or", "and", ","):
             replacement = ","
-        elif re.search(r"[a-zA-Z]{2,}", words) and re.search(r"\d", rest):
+        elif re.search(r"[a-zA-Z]{2,}", words) and re.search(r"\d", rest) and _at_an_edge(s, start, end):
             replacement = " "
             power = UNIT_POWER.match(s, end)  # `\mbox{ cm}^2`: the square belongs to the unit
             end = power.end() if power else end
