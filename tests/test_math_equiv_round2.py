@@ -413,3 +413,17 @@ def test_scientific_notation_is_exact():
 def test_a_word_inside_an_expression_is_not_dropped_as_a_unit():
     assert not judged(r"2\text{cis}(\pi/2)", r"\pi")  # was read as 2 (pi/2) = pi
     assert judged(r"(3\text{ cm}, 4\text{ cm})", "(3,4)")
+
+
+@pytest.mark.parametrize(
+    "answer, reference, ok",
+    [
+        (r"3 \ne x", r"x \ne 3", True),     # either side: any non-zero factor
+        (r"-2x \ne -6", r"x \ne 3", True),
+        (r"3 \ne x", r"x \ne 4", False),
+        (r"3 \ne x", r"x < 3", False),
+        (r"3 > x", r"x > 3", False),       # an order keeps needing a positive factor
+    ],
+)
+def test_unequal_relations_either_way_round(answer, reference, ok):
+    assert judged(answer, reference) is ok

@@ -276,11 +276,13 @@ def equivalent(pred: sympy.Basic, ref: sympy.Basic, rel_tol: float = 1e-6) -> bo
     if seq_pred is not None and seq_ref is not None:
         return _match_ordered(seq_pred, seq_ref, equal)
     # a sequence against anything else ends below: not a relation, not an Expr
-    # inequalities: same relation, the same d in d < 0 (or d <= 0) up to a positive factor
+    # inequalities: same relation, the same d in d < 0 (or d <= 0) up to a positive factor; d != 0 up to
+    # any non-zero factor (`3 \ne x` is `x \ne 3`)
     if all(isinstance(e, sympy.core.relational.Relational) for e in (pred, ref)):
         (kind_pred, d_pred), (kind_ref, d_ref) = _as_less_than(pred), _as_less_than(ref)
+        positive = kind_pred is not sympy.Ne
         return kind_pred is kind_ref and (
-            scalars_equal(d_pred, d_ref, rel_tol) or proportional(d_pred, d_ref, rel_tol, positive=True)
+            scalars_equal(d_pred, d_ref, rel_tol) or proportional(d_pred, d_ref, rel_tol, positive=positive)
         )
     if isinstance(pred, (sympy.Set, sympy.MatrixBase)) or isinstance(ref, (sympy.Set, sympy.MatrixBase)):
         return False
