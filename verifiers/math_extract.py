@@ -35,10 +35,11 @@ import re
 
 BOX_COMMANDS = ("\\boxed", "\\fbox")
 HASH_ANSWER = re.compile(r"####\s*([^\n]*)")
+# `[^\S\n]*:?\s*`, not `\s*:?\s*`: two adjacent `\s*` backtrack quadratically over a run of blank lines
 ANSWER_IS = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:)\s*:?\s*(.+?)(?:\n|$)", re.IGNORECASE
+    r"(?:final answer|the answer|answer)\s*(?:is|:)[^\S\n]*:?\s*(.+?)(?:\n|$)", re.IGNORECASE
 )
-ANSWER_ANCHOR = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)\s*:?\s*", re.IGNORECASE)
+ANSWER_ANCHOR = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)[^\S\n]*:?\s*", re.IGNORECASE)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 BOX_TOKEN = re.compile(r" +([^\s$]+)")  # `\boxed 5`: one token after the spaces
 SENTENCE_END = re.compile(r"\.(?:\s|$)")
