@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The unit-level files first: `pytest -x` stops at the first failure, so most mutants die in a second.
 MATH_TESTS = ["tests/test_math_equiv.py", "tests/test_math_parse.py", "tests/test_math_extract.py",
               "tests/test_math_normalize.py", "tests/test_math_equivalence.py",
-              "tests/test_math_pathological.py"]
+              "tests/test_math_pathological.py", "tests/test_math_extract_policy.py"]
 CODE_TESTS = ["tests/test_code_units.py", "tests/test_code_scoring.py", "tests/test_code_verifier.py"]
 SANDBOX_TESTS = ["tests/test_sandbox_units.py", "tests/test_sandbox_limits.py", "tests/test_sandbox_run.py"]
 
