@@ -122,9 +122,13 @@ def test_require_marker_keeps_the_format_strict_rules():
         "last number", ["12"])
 
 
-def test_last_number_fallback_comes_after_the_bare_answer():
-    assert extract_answers("got 12 apples", last_number_fallback=True) == ("final line", ["12"])
-    assert extract_answers("got 12 apples\nthe end", last_number_fallback=True) == ("last number", ["12"])
+def test_last_number_fallback_replaces_the_bare_answer():
+    assert extract_answers("so 9 * 2 = 18") == ("final line", ["9 * 2 = 18"])
+    assert extract_answers("12 then 15") == ("final line", ["12", "15"])
+    assert extract_answers("12 then 15", last_number_fallback=True) == ("last number", ["15"])
+    assert extract_answers("$x = 3$ then 12 and\nnothing", last_number_fallback=True) == ("last number", ["12"])
+    assert extract_answers("Evelyn", last_number_fallback=True) == ("none", [])
+    assert extract_answers(r"\boxed{2} then 15", last_number_fallback=True) == ("boxed", ["2"])
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,9 @@ class MathVerifier(Verifier):
       answer (math_extract's docstring has the policy and the reasons). The field's graders (Math-Verify,
       Qwen2.5-Math) credit a bare final answer, so a correct `-5` or `So the total is 18 apples.` is not
       scored 0 for its format; several different values on that line still earn 0, as hedging.
-    - last_number_fallback (False): with nothing found above, use the last number in the text.
+      (`last_number_fallback` replaces the bare answer, with or without `require_marker`.)
+    - last_number_fallback (False): with no marker, the last number in the text is the answer instead of the
+      bare answer (the lenient rule a GSM8K-style reward may want: `12, then 15` is 15, not hedging).
     - rel_tol (1e-6): relative tolerance for non-rational numbers (exact rationals compare exactly).
     - max_answer_chars (1000): longer extracted answers are refused (reward 0).
     - max_completion_chars (100000): longer completions are refused without looking at them.

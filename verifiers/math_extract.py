@@ -5,14 +5,15 @@ Marked sources, in order of precedence (the first source that yields anything wi
   2. GSM8K's `#### N` (the last one),
   3. "the answer is X" / "final answer: X" (the last one; on its line the last such phrase, so Minerva's
      `Final Answer: The final answer is $X$. I hope it is correct.` gives `$X$`).
-Then, unless the verifier sets `require_marker`, the bare answer (`bare_answers`):
+Then, with `last_number_fallback`, the last number in the text (the lenient rule of Qwen2.5-Math's grader and
+lm-evaluation-harness's GSM8K "flexible-extract"; the arithmetic configs and the GSM8K benchmark use it);
+else, unless the verifier sets `require_marker`, the bare answer (`bare_answers`):
   4. the math segments ($..$, $$..$$, \\(..\\), \\[..\\]) ending on the final non-empty line, all of them;
   5. else the values stated in the final line's prose: the line split at its prose words (two or more letters,
      outside LaTeX commands and braces, not a unit raised to a power such as `cm^2`); each piece holding a
      digit, a LaTeX command or `=` is one value (`So the total is 18 apples.` -> `18`);
   6. else the last math segment of the whole text (`.. $x = 5$.\nThis completes the proof.`);
   7. else a completion that is one line of at most three words is its own (text) answer (`Evelyn`, `(C)`).
-And last, optionally, the last number in the text (`last_number_fallback`).
 
 Why: the field's checkers accept a bare final answer. Math-Verify (huggingface/Math-Verify, parser.py) tries
 its anchored patterns first ("final answer is $X$. I hope", then `\\boxed` and "final answer is", then
@@ -196,15 +197,10 @@ def extract_answers(
         found = finder(text)
         if found is not None:
             return source, [found]
-    if not require_marker:
-        source, candidates = bare_answers(text)
-        if candidates:
-            return source, candidates
     if last_number_fallback:
         found = last_number(text)
-        if found is not None:
-            return "last number", [found]
-    return "none", []
+        return ("last number", [found]) if found is not None else ("none", [])
+    return ("none", []) if require_marker else bare_answers(text)
 
 
 def extract_reference(reference: object) -> list[str]:
