@@ -29,6 +29,8 @@ def verdict(verifier, completion, reference):
         (MINERVA.format("3.5"), "$3.5$"),
         ("The answer is: the answer is 7", "7"),
         ("Answer: 5 is the answer:", "5 is the answer:"),  # an anchor with nothing after it is not the last
+        ("ANSWER: The Answer Is 7", "7"),
+        ("Answer: the answer is the answer is 7", "7"),
     ],
 )
 def test_answer_is_takes_the_last_anchor_of_its_line(text, expected):
@@ -82,12 +84,15 @@ def test_math_segments(text, expected):
         ("x = 11", ("final line", ["x = 11"])),
         ("**18**", ("final line", ["18"])),
         ("Evelyn", ("bare text", ["Evelyn"])),
+        ("No real solutions", ("bare text", ["No real solutions"])),
         ("(C).", ("bare text", ["(C)"])),
         # prose ending in it: the values stated on the final line
         ("3 + 15 = 18\nSo the total is 18 apples.", ("final line", ["18"])),
         ("The total = 18", ("final line", ["18"])),
         ("It costs 5.4 \\text{ cents} each.", ("final line", [r"5.4 \text{ cents}"])),
         ("The area is 12 cm^2.", ("final line", ["12 cm^2"])),
+        (r"7 \text{\emph{big} apples} each", ("final line", [r"7 \text{\emph{big} apples}"])),  # nested
+        ("1} then 2", ("final line", ["1}", "2"])),  # a stray `}` does not hide later prose words
         ("Great, it is 18!", ("final line", ["18"])),
         ("3 or 4", ("final line", ["3", "4"])),
         ("The roots are 19, 46, and 82.", ("final line", ["19, 46", "82"])),

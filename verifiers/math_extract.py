@@ -140,7 +140,7 @@ def math_segments(text: str) -> list[tuple[int, int, str]]:
         limit = len(text)
         if opener == "$":
             newline = text.find("\n", i)
-            limit = newline if newline >= 0 else limit
+            limit = newline if newline != -1 else limit
         close = MATH_CLOSER[opener].search(text, i, limit)
         if close is None:
             # every later opener of this kind up to `limit` would search the same span in vain
