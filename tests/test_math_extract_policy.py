@@ -102,6 +102,13 @@ def test_math_segments(text, expected):
         ("We get\n$$\nx = 5\n$$\n", ("final line math", ["x = 5"])),
         (r"So \[ \frac{1}{2} \]", ("final line math", [r"\frac{1}{2}"])),
         ("There are 3 cases, so $x = 18$.", ("final line math", ["x = 18"])),
+        # a segment that only names something is not a second answer, unless it is all there is
+        ("Therefore, the value of $x$ is $5$.", ("final line math", ["5"])),
+        (r"The area of $\triangle ABC$ is $24$.", ("final line math", ["24"])),
+        ("The maximum of $f(x)$ is $9$ at $a_1$.", ("final line math", ["9"])),
+        ("The length of $AB$ is $5$ and $BC$ is $7$.", ("final line math", ["5", "7"])),
+        ("Hence $n$.", ("final line math", ["n"])),
+        ("So $x^2$ is $4$.", ("final line math", ["x^2", "4"])),
         # no value on the final line: the last math segment of the text
         ("We find $x = 2$, then $x = 5$.\nThis completes the solution.", ("last math segment", ["x = 5"])),
         # nothing that states an answer
@@ -131,7 +138,7 @@ def test_last_number_fallback_replaces_the_bare_answer():
     assert extract_answers("so 9 * 2 = 18") == ("final line", ["9 * 2 = 18"])
     assert extract_answers("12 then 15") == ("final line", ["12", "15"])
     assert extract_answers("12 then 15", last_number_fallback=True) == ("last number", ["15"])
-    assert extract_answers("$x = 3$ then 12 and\nnothing", last_number_fallback=True) == ("last number", ["12"])
+    assert extract_answers("$x = 3$ then 12\nnothing", last_number_fallback=True) == ("last number", ["12"])
     assert extract_answers("Evelyn", last_number_fallback=True) == ("none", [])
     assert extract_answers(r"\boxed{2} then 15", last_number_fallback=True) == ("boxed", ["2"])
 
@@ -168,6 +175,7 @@ def test_bare_extraction_is_linear_on_long_completions(text):
         ("3 or 4", "3, 4", "final line"),
         ("The roots are 19, 46, and 82.", "19, 46, 82", "final line"),
         ("Then $x=2$.\nDone, as required.", "2", "last math segment"),
+        ("Therefore, the value of $x$ is $5$.", "5", "final line math"),
     ],
 )
 def test_bare_answer_is_judged_like_a_boxed_one(math, completion, reference, source):

@@ -8,7 +8,8 @@ Marked sources, in order of precedence (the first source that yields anything wi
 Then, with `last_number_fallback`, the last number in the text (the lenient rule of Qwen2.5-Math's grader and
 lm-evaluation-harness's GSM8K "flexible-extract"; the arithmetic configs and the GSM8K benchmark use it);
 else, unless the verifier sets `require_marker`, the bare answer (`bare_answers`):
-  4. the math segments ($..$, $$..$$, \\(..\\), \\[..\\]) ending on the final non-empty line, all of them;
+  4. the math segments ($..$, $$..$$, \\(..\\), \\[..\\]) ending on the final non-empty line, all of them
+     but those that only name something (`the value of $x$ is $5$` -> `5`; `$\\triangle ABC$`, `$f(x)$`);
   5. else the values stated in the final line's prose: the line split at its prose words (two or more letters,
      outside LaTeX commands and braces, not a unit raised to a power such as `cm^2`); each piece holding a
      digit, a LaTeX command or `=` is one value (`So the total is 18 apples.` -> `18`);
@@ -52,6 +53,10 @@ MATH_CLOSER = {"$$": re.compile(r"\$\$"), "\\(": re.compile(r"\\\)"), "\\[": re.
 LINE_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[{}]|[A-Za-z]+")
 VALUE_MARK = re.compile(r"[0-9\\=]")
 VALUE_EDGES = re.compile(r"^[\s=:;,*]+|[\s.,;:!?*]+$")
+# A segment that names what the line is about (`the value of $x$ is $5$`, `$\triangle ABC$`, `$f(x)$`).
+NAME = re.compile(
+    r"[A-Za-z](?:_\{?\w+\}?)?|(?:\\(?:angle|triangle)\s*)?[A-Z]{1,4}|[A-Za-z]\(\s*[A-Za-z]\s*\)"
+)
 
 
 def matching_brace(text: str, open_index: int) -> int | None:
@@ -175,7 +180,7 @@ def bare_answers(text: str) -> tuple[str, list[str]]:
     segments = math_segments(text)
     on_final_line = [content for _, end, content in segments if end > line_start]
     if on_final_line:
-        return "final line math", on_final_line
+        return "final line math", [c for c in on_final_line if not NAME.fullmatch(c)] or on_final_line
     values = stated_values(text[line_start:])
     if values:
         return "final line", values
