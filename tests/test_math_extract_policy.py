@@ -239,3 +239,51 @@ def test_a_reference_boxing_one_value_twice_is_that_value(math):
     reference = r"$d = \boxed{15\frac{39}{40}}$, or $\boxed{\frac{639}{40}}$ inches."
     assert verdict(math, r"\boxed{639/40}", reference).correct
     assert not verdict(math, r"\boxed{639/40, 15\frac{39}{40}, 1}", reference).correct
+
+
+# ---- the verifier's verdicts, reasons and details (verifiers/math.py), one exact case each
+
+
+@pytest.mark.parametrize(
+    "completion, reference, correct, reason",
+    [
+        (r"\boxed{18}", "18", True, "exact match"),
+        (r"\boxed{evelyn}", "Evelyn", True, "same text"),
+        (r"\boxed{Alice}", "Evelyn", False, "different text"),
+        (r"\boxed{3.1415926}", r"\pi", True, "equivalent"),  # within the default rel_tol 1e-6
+        (r"\boxed{1}", "185\\", False, "reference unparseable: I don't understand this"),
+        (r"\boxed{1+}", "1", False, "unparseable: SyntaxError"),
+        (r"\boxed{} \boxed{5}", "5", False, "empty answer"),
+    ],
+)
+def test_verdict_and_reason(math, completion, reference, correct, reason):
+    score = verdict(math, completion, reference)
+    assert (score.correct, score.reward, score.reason) == (correct, float(correct), reason)
+
+
+def test_details_name_the_extracted_answer_cut_to_200_characters(math):
+    assert verdict(math, r"\boxed{} \boxed{5}", "5").details == {"extracted": ""}
+    assert verdict(math, r"\boxed{1} or \boxed{2}", "3").details == {"extracted": "2"}
+    long_sum = "1+" * 150 + "1"  # 301 characters, equal to 151
+    hedged = verdict(math, r"\boxed{1} or \boxed{" + long_sum + "}", "3")
+    assert hedged.reason == "hedging: 2 different answers" and hedged.details == {"extracted": long_sum[:200]}
+    right = verdict(math, r"\boxed{" + long_sum + "}", "151")
+    assert right.correct and right.details == {"extracted": long_sum[:200], "extracted_from": "boxed"}
+
+
+def test_answer_length_cap_applies_to_answer_and_reference():
+    one = "1." + "0" * 1199  # 1201 characters, equal to 1
+    score = load("math").verify(Sample(completion=r"\boxed{" + one + "}", reference="1"))
+    assert score.reason == "answer longer than 1000 characters"
+    score = load("math").verify(Sample(completion=r"\boxed{1}", reference=one))
+    assert score.reason == "reference answer longer than 1000 characters"
+    raised = load("math", max_answer_chars=5000)
+    assert raised.verify(Sample(completion=r"\boxed{" + one + "}", reference="1")).correct
+    assert raised.verify(Sample(completion=r"\boxed{1}", reference=one)).correct
+
+
+def test_completion_length_cap_is_inclusive():
+    ten = Sample(completion=r"\boxed{18}", reference="18")
+    assert load("math", max_completion_chars=10).verify(ten).correct
+    score = load("math", max_completion_chars=9).verify(Sample(completion=r"\boxed{18}", reference="18"))
+    assert score.reason == "completion longer than 9 characters"

@@ -75,7 +75,7 @@ class MathVerifier(Verifier):
             return _wrong("empty answer", extracted="")
         answer, problem = self._single_answer(answers, reference)
         if problem:
-            return _wrong(problem, extracted=answers[-1][:200])
+            return _wrong(problem, extracted=answer[:200])
         correct, how = self.compare(answer, reference)
         details = {"extracted": answer[:200], "extracted_from": source}
         return Score(reward=float(correct), correct=correct, reason=how, details=details)
