@@ -113,6 +113,7 @@ def test_math_segments(text, expected):
         ("We find $x = 2$, then $x = 5$.\nThis completes the solution.", ("last math segment", ["x = 5"])),
         # nothing that states an answer
         ("I am not sure how to solve this problem.", ("none", [])),
+        ("I cannot solve this", ("none", [])),  # four words: prose, not a text answer
         ("Let me think.\nYes", ("none", [])),
         ("   \n  ", ("none", [])),
     ],
