@@ -25,8 +25,9 @@ order of sources but narrows the bare case to the final line and returns every v
 verifier credits several values only when they are equivalent or together form the reference's list, so
 `3 or 4`, `$x=3$ or $x=4$` and `Either 17 or 18` earn 0 (hedging), as several different boxes do. The cost
 is that a final line restating its working (`3 + 15 = 18 apples, from 3 cases`) earns 0 unless the values
-agree; a model that ends on one stated answer is not affected. A final line with no value (prose, or the
-end of a display block's text) falls back to the last math segment, as Math-Verify's rightmost LaTeX does.
+agree; a model that ends on one stated answer is not affected. A final line with no value (`This completes
+the proof.`) falls back to the last math segment, as Math-Verify's rightmost LaTeX does. A long prose line
+is not refused for its length: like the field's checkers, the value it states is its answer.
 Inline `$` follows pandoc's rule (an opening `$` has a non-space after it, a closing one a non-space before
 it and no digit after it) so currency (`pays $18 and $5 back`) is not math. A `!` ending a prose value is
 punctuation, not a factorial. Every scan is linear in the completion's length.
