@@ -49,7 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The unit-level files first: `pytest -x` stops at the first failure, so most mutants die in a second.
 MATH_TESTS = ["tests/test_math_equiv.py", "tests/test_math_parse.py", "tests/test_math_extract.py",
               "tests/test_math_normalize.py", "tests/test_math_structure.py", "tests/test_math_equivalence.py",
-              "tests/test_math_pathological.py", "tests/test_math_equiv_round2.py"]
+              "tests/test_math_pathological.py", "tests/test_math_equiv_round2.py",
+              "tests/test_math_extract_policy.py"]
 CODE_TESTS = ["tests/test_code_units.py", "tests/test_code_scoring.py", "tests/test_code_verifier.py"]
 SANDBOX_TESTS = ["tests/test_sandbox_units.py", "tests/test_sandbox_limits.py", "tests/test_sandbox_run.py"]
 
@@ -65,7 +66,7 @@ MODULE_TESTS: dict[str, list[str]] = {
         "test_bradley_terry_hand_values", "test_margin_shifts_the_gap",
         "test_gradient_is_minus_sigmoid_of_the_negative_gap")] + ["tests/test_preference_losses.py"],
     **{f"verifiers/{m}.py": MATH_TESTS
-       for m in ("math_equiv", "math_parse", "math_normalize", "math_extract", "math_structure")},
+       for m in ("math", "math_equiv", "math_parse", "math_normalize", "math_extract", "math_structure")},
     **{f"verifiers/{m}.py": CODE_TESTS
        for m in ("code", "code_compare", "code_extract", "code_harness", "code_plan")},
     "sandbox/capabilities.py": SANDBOX_TESTS,

@@ -68,19 +68,20 @@ def test_extract_precedence_box_over_hash_over_phrase():
 
 
 def test_last_number_fallback_is_off_by_default():
-    assert extract_answers("I got 12 apples") == ("none", [])
+    # format-strict extraction (require_marker): the bare-answer policy is tested in test_math_extract_policy
+    assert extract_answers("I got 12 apples", require_marker=True) == ("none", [])
     assert extract_answers("I got 12 apples", last_number_fallback=True) == ("last number", ["12"])
 
 
 @pytest.mark.parametrize(
     "reference, expected",
     [
-        ("18", "18"),
-        (18, "18"),
-        (0.5, "0.5"),
-        ("Janet sells 9 eggs.\n#### 18", "18"),
-        (r"so it is \boxed{\frac{1}{2}}.", r"\frac{1}{2}"),
-        (r"\frac{1}{2}", r"\frac{1}{2}"),
+        ("18", ["18"]),
+        (18, ["18"]),
+        (0.5, ["0.5"]),
+        ("Janet sells 9 eggs.\n#### 18", ["18"]),
+        (r"so it is \boxed{\frac{1}{2}}.", [r"\frac{1}{2}"]),
+        (r"\frac{1}{2}", [r"\frac{1}{2}"]),
     ],
 )
 def test_extract_reference(reference, expected):
@@ -132,14 +133,14 @@ def test_last_number_fallback_without_numbers_finds_nothing():
 @pytest.mark.parametrize(
     "reference, expected",
     [
-        (r"first \boxed{1}, finally \boxed{2}", "2"),
-        ("#### 1\nthen\n#### 2", "2"),
-        ("####", ""),
-        (-3, "-3"),
-        (1e-07, "1e-07"),
+        (r"first \boxed{1}, finally \boxed{2}", ["1", "2"]),  # issue 13: every box, not the last
+        ("#### 1\nthen\n#### 2", ["2"]),
+        ("####", [""]),
+        (-3, ["-3"]),
+        (1e-07, ["1e-07"]),
     ],
 )
-def test_extract_reference_takes_the_last_answer(reference, expected):
+def test_extract_reference_takes_the_last_hash_answer_and_every_box(reference, expected):
     assert extract_reference(reference) == expected
 
 

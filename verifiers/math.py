@@ -3,7 +3,9 @@
 Pipeline: extract the answer(s) (math_extract) -> normalise strings (math_normalize) -> equal normal
 forms accept at once -> else parse both (math_parse, guarded) -> compare (math_equiv).
 Reward is 1.0 for a correct answer and 0.0 otherwise, including for: no answer, an empty box, several
-different boxed answers (hedging), an answer that cannot be parsed, or a guard that refused.
+different answers (boxes, or values on a bare final line: hedging) that do not together form the reference's
+list, an answer that cannot be parsed, or a guard that refused. A reference's boxes are read the same way:
+equivalent boxes are one answer, different ones a list (`\\boxed{1} papers and \\boxed{2} bins` is `1,2`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,15 @@ WORDS = re.compile(r"[A-Za-z][A-Za-z ]*")
 
 class MathVerifier(Verifier):
     """Options:
-    - last_number_fallback (False): with no box, `####` or "the answer is", use the last number.
+    - require_marker (False): accept only a marked answer (box, `####`, "the answer is"), the format-strict
+      reward. By default a completion with no marker is judged on its bare answer: the math segments on its
+      final line, else the values its final line states, else its last math segment, else a one-line text
+      answer (math_extract's docstring has the policy and the reasons). The field's graders (Math-Verify,
+      Qwen2.5-Math) credit a bare final answer, so a correct `-5` or `So the total is 18 apples.` is not
+      scored 0 for its format; several different values on that line still earn 0, as hedging.
+      (`last_number_fallback` replaces the bare answer, with or without `require_marker`.)
+    - last_number_fallback (False): with no marker, the last number in the text is the answer instead of the
+      bare answer (the lenient rule a GSM8K-style reward may want: `12, then 15` is 15, not hedging).
     - rel_tol (1e-6): relative tolerance for non-rational numbers (exact rationals compare exactly).
     - max_answer_chars (1000): longer extracted answers are refused (reward 0).
     - max_completion_chars (100000): longer completions are refused without looking at them.
@@ -28,6 +38,7 @@ class MathVerifier(Verifier):
 
     name = "math"
     defaults = {
+        "require_marker": False,
         "last_number_fallback": False,
         "rel_tol": 1e-6,
         "max_answer_chars": 1000,
@@ -50,10 +61,13 @@ class MathVerifier(Verifier):
         if len(sample.completion) > self.max_completion_chars:
             return _wrong(f"completion longer than {self.max_completion_chars} characters")
         try:
-            reference = normalize(extract_reference(sample.reference))
+            references = list(dict.fromkeys(normalize(r) for r in extract_reference(sample.reference)))
         except ValueError as e:
             return _wrong(f"bad reference: {e}")
-        source, candidates = extract_answers(sample.completion, self.last_number_fallback)
+        same = self._one_answer(references)
+        reference = same if same is not None else ",".join(references)
+        completion = sample.completion
+        source, candidates = extract_answers(completion, self.last_number_fallback, self.require_marker)
         if not candidates:
             return _wrong("no answer found")
         answers = list(dict.fromkeys(normalize(c) for c in candidates))
@@ -61,22 +75,25 @@ class MathVerifier(Verifier):
             return _wrong("empty answer", extracted="")
         answer, problem = self._single_answer(answers, reference)
         if problem:
-            return _wrong(problem, extracted=answers[-1][:200])
+            return _wrong(problem, extracted=answer[:200])
         correct, how = self.compare(answer, reference)
         details = {"extracted": answer[:200], "extracted_from": source}
         return Score(reward=float(correct), correct=correct, reason=how, details=details)
 
     def _single_answer(self, answers: list[str], reference: str) -> tuple[str, str]:
         """(answer, problem): several boxes must all be equivalent, or together form a reference list."""
-        if len(answers) == 1:
-            return answers[0], ""
-        last = answers[-1]
-        if all(self.compare(a, last)[0] for a in answers[:-1]):
-            return last, ""
+        same = self._one_answer(answers)
+        if same is not None:
+            return same, ""
         joined = ",".join(answers)
         if self.compare(joined, reference)[0]:
             return joined, ""
-        return last, f"hedging: {len(answers)} different answers"
+        return answers[-1], f"hedging: {len(answers)} different answers"
+
+    def _one_answer(self, answers: list[str]) -> str | None:
+        """The last of `answers` when all are equivalent to it (one answer written twice), else None."""
+        last = answers[-1]
+        return last if all(self.compare(a, last)[0] for a in answers[:-1]) else None
 
     def compare(self, answer: str, reference: str) -> tuple[bool, str]:
         """(equal, how) for two normalised answer strings."""
