@@ -65,7 +65,9 @@ def completion(case: dict, mode: str) -> str:
     text = "" if case["pred"] is None else str(case["pred"])
     if mode == "as-is" or "\\boxed" in text or case.get("pred_is_completion"):
         return text
-    return f"\\boxed{{{unwrap_math(text)}}}"
+    inner = unwrap_math(text)
+    # a pred ending in a lone backslash (`185\\`) would escape the box's closing brace
+    return f"\\boxed{{{inner} }}" if inner.endswith("\\") else f"\\boxed{{{inner}}}"
 
 
 def judge_suite(verifier, cases: list[dict], mode: str) -> list[dict]:  # type: ignore[no-untyped-def]

@@ -427,3 +427,18 @@ def test_a_word_inside_an_expression_is_not_dropped_as_a_unit():
 )
 def test_unequal_relations_either_way_round(answer, reference, ok):
     assert judged(answer, reference) is ok
+
+
+@pytest.mark.parametrize(
+    "completion, reference, ok",
+    [
+        (r"Area equals \boxed{10^4} square units", "answer is 10000", True),   # a reference as a sentence
+        (r"\boxed{(1/2)^{2} + \sqrt{9}}", "The answer is 0.25 + 3.", True),
+        (r"\boxed{10^3}", "answer is 10000", False),
+        (r"\boxed{185}", "185\\", True),                                        # a stray trailing backslash
+        ("185\\", "185", True),
+        (r"\boxed{186}", "185\\", False),
+    ],
+)
+def test_sentence_references_and_a_trailing_backslash(completion, reference, ok):
+    assert VERIFIER.verify(Sample(completion=completion, reference=reference)).correct is ok

@@ -211,10 +211,12 @@ def extract_answers(
 
 def extract_reference(reference: object) -> list[str]:
     """The answers inside a raw reference: a number, a LaTeX answer, or a full solution with #### (the last)
-    or \\boxed (every box, in order: `\\boxed{1} papers and \\boxed{2} bins` is the list 1, 2)."""
+    or \\boxed (every box, in order: `\\boxed{1} papers and \\boxed{2} bins` is the list 1, 2), or a
+    sentence stating it ("the answer is 10000", the last such)."""
     if isinstance(reference, bool) or reference is None:
         raise ValueError(f"reference must be a string or a number, got {reference!r}")
     text = str(reference)  # a number is its own answer: no `####` or box in it
     if "####" in text:
         return [hash_answer(text) or ""]
-    return boxed_contents(text) or [text]
+    stated = answer_is(text)  # `answer is 10000`: references written as a sentence
+    return boxed_contents(text) or ([stated] if stated else [text])

@@ -163,9 +163,10 @@ def join_list_words(s: str) -> str:
 
 
 def strip_punctuation(s: str) -> str:
-    """Trailing `.`, `,`, `;`, `:` and surrounding whitespace go; `(C)` / `C)` -> `C` (multiple choice)."""
+    """Trailing `.`, `,`, `;`, `:`, a lone `\\` and surrounding whitespace go; `(C)` / `C)` -> `C`
+    (multiple choice)."""
     s = s.strip()
-    while s and s[-1] in ".,;:" and not s.endswith("\\,"):
+    while s and (s[-1] in ".,;:" and not s.endswith("\\,") or s.endswith("\\") and not s.endswith("\\\\")):
         s = s[:-1].rstrip()
     m = CHOICE.match(s)
     return (m.group(1) or m.group(2)).upper() if m else s
