@@ -118,7 +118,7 @@ def judged(answer: str, reference: str) -> bool:
         (r"S_{MBCN}:S=7:23", "7:32", False),
         ("f(x)=1", "1", True),
         ("f(x)=2", "1", False),
-        ("1", "f(x)=1", False),  # the reference is an equation, not an assignment: an equation answers it
+        ("1", "f(x)=1", True),  # a reference labelled by a name (f(x)) is answered by its value
         # 6. lists joined by words ("or" too: a list never equals a single reference answer)
         ("19, 46, and 82", "19, 46, 82", True),
         ("19, 46, and 82", "19, 46, 83", False),
@@ -258,6 +258,10 @@ def test_labelled_means_symbols_on_the_left():
     assert is_labelled(sympy.Eq(sympy.Tuple(p, q), sympy.Tuple(3, 2), evaluate=False))
     assert not is_labelled(sympy.Eq(sympy.Tuple(p, 2), sympy.Tuple(3, 2), evaluate=False))
     assert not is_labelled(sympy.Eq(x + 1, 3))
+    assert is_labelled(sympy.Eq(x * y, 6)) and is_labelled(sympy.Eq(sympy.Abs(x * y), 1))
+    assert is_labelled(sympy.Eq(x / y, sympy.Rational(7, 32)))
+    assert not is_labelled(sympy.Eq(2 * x, 6)) and not is_labelled(sympy.Eq(x**2, 4))
+    assert not is_labelled(sympy.Eq(sympy.Integer(7), 11 * x + y))
     assert not is_labelled(sympy.Lt(x, 3))
     assert not is_labelled(x)
 
@@ -441,4 +445,22 @@ def test_unequal_relations_either_way_round(answer, reference, ok):
     ],
 )
 def test_sentence_references_and_a_trailing_backslash(completion, reference, ok):
+    assert VERIFIER.verify(Sample(completion=completion, reference=reference)).correct is ok
+
+
+@pytest.mark.parametrize(
+    "completion, reference, ok",
+    [
+        (r"\boxed{7:32}", "S_{MBCN}:S=7:32", True),     # a reference labelled by a name: its value answers
+        (r"\boxed{1}", "f(x)=1", True),
+        (r"\boxed{1}", "|AB|=1", True),
+        (r"\boxed{11:21}", "V_{1}:V_{2}=11:21", True),
+        (r"\boxed{\frac{1}{\sqrt{6}}}", r"\frac{NO}{BO}=\frac{1}{\sqrt{6}}", True),
+        (r"\boxed{7:31}", "S_{MBCN}:S=7:32", False),
+        (r"\boxed{2}", "f(x)=1", False),
+        (r"\boxed{3}", "2x=6", False),                 # an equation, not a label
+        (r"\boxed{7}", "11a+c=7", False),
+    ],
+)
+def test_a_reference_labelled_by_a_name_is_answered_by_its_value(completion, reference, ok):
     assert VERIFIER.verify(Sample(completion=completion, reference=reference)).correct is ok

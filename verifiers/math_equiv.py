@@ -41,11 +41,19 @@ def is_assignment(e: sympy.Basic) -> bool:
 
 
 def is_labelled(e: sympy.Basic) -> bool:
-    """An assignment, or a tuple of symbols set to a value: `(p, q) = (3, 2)`."""
+    """A value with a name on the left: an assignment, a tuple of symbols (`(p, q) = (3, 2)`), or a name
+    built of symbols alone, without sums or numbers (`f(x) = 1`, `|AB| = 1`, `S_{MBCN}:S = 7:32`, read
+    as products and ratios of symbols). `7 = 11a + c` and `2x = 6` are equations, not labels."""
     if not isinstance(e, sympy.Eq):
         return False
     names = e.lhs.args if isinstance(e.lhs, sympy.Tuple) else (e.lhs,)
-    return all(isinstance(n, sympy.Symbol) for n in names)
+    return all(isinstance(n, sympy.Symbol) or _a_name(n) for n in names)
+
+
+def _a_name(e: sympy.Basic) -> bool:
+    """Symbols under products, quotients and |.| only (the number -1 of a quotient allowed)."""
+    return bool(e.free_symbols) and not e.has(sympy.Add) and all(
+        n in (1, -1) for n in e.atoms(sympy.Number))
 
 
 def assignments_by_name(s: sympy.FiniteSet) -> dict | None:
