@@ -132,6 +132,37 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("verifiers/code_harness.py", "os.close(read_fd)", "call-removed",
      "the child keeping the read end lets the program read its own reports and so lose them, nothing more: it "
      "holds the write end anyway (the one remaining attack the module docstring names)"),
+    *[("verifiers/math.py", 'return False, f"not comparable: {type(e).__name__}"', op,
+       "defensive: sympy raising inside the comparison; no input found reaches it (all pairs of 31 answers "
+       "of every structure: sets, tuples, intervals, unions, matrices, relations, assignments, ratios)")
+      for op in ("return-swapped", "const False -> True")],
+    ("verifiers/math_equiv.py", "STEP_SAMPLE_POINTS = 24", "const 24 -> 240",
+     "ten times the points of the wide range: the same verdicts, more slowly"),
+    ("verifiers/math_equiv.py", "return k != 0 and (not positive or abs(k.imag) <= 1e-9 * k.real)",
+     "cmp-boundary", "differs only when |Im k| is exactly 1e-9 Re k, a float boundary no answer lands on"),
+    ("verifiers/math_equiv.py", "symbols = sorted(a.free_symbols | b.free_symbols, key=str)", "arith",
+     "with different symbol sets a side keeps a free symbol at every point, so no point evaluates either way"),
+    ("verifiers/math_extract.py", "return text[i + 1 : close], close + 1", "arith",
+     "the end only seeds the search for the next box command, which cannot start on the closing brace or "
+     "the character before it"),
+    *[("verifiers/math_extract.py",
+       "if opener not in MATH_CLOSER or i < closer_absent_before.get(opener, 0):", op,
+       "the boundary needs an opener ending at a newline or at the end of the text: an inline `$` needs a "
+       "non-space after it, and at the end the search finds nothing anyway; i >= 1 always")
+      for op in ("cmp-boundary", "const 0 -> 1")],
+    ("sandbox/supervisor.py", "_DRAIN_SECONDS = 0.5", "const",
+     "how long output is read after the program exits: a second instead of half changes only the time"),
+    ("sandbox/backends/unshare.py",
+     'return [binary() or "unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child",',
+     "bool-op", "the backend is used only where binary() found unshare on PATH; `unshare` then names the "
+     "same program through PATH"),
+    ("sandbox/files.py", "view = view[os.write(fd, view):]", "slice",
+     "a write to a memfd takes the whole buffer at once, so the slice is past the end either way"),
+    *[("sandbox/capabilities.py",
+       'done = subprocess.run([path, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,',
+       f"arg-dropped [drops {kw}", "the version probe of an interpreter: a bound for a hang it never reaches "
+       "(timeout) / the caller's environment does not change the version printed (env)")
+      for kw in ("timeout=10", "env={}")],
     ("sandbox/capabilities.py", "pass_fds=(), wall_seconds=10.0, output_bytes=4096)", "const",
      "the wall limit of the capability probe, `/bin/echo ok`, which finishes in milliseconds: only a probe "
      "hanging for more than 10 s could tell 10 from 20"),
@@ -364,11 +395,11 @@ class _Collector(ast.NodeVisitor):
             if kw.arg is not None:
                 m = copy.deepcopy(node)
                 del m.keywords[i]
-                self._expr(node, m, "arg-dropped")
+                self._expr(node, m, "arg-dropped", note=f"drops {_short(ast.unparse(kw), 40)}")
         if len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args):
             m = copy.deepcopy(node)
             m.args = m.args[:-1]
-            self._expr(node, m, "arg-dropped")
+            self._expr(node, m, "arg-dropped", note=f"drops {_short(ast.unparse(node.args[-1]), 40)}")
         self.generic_visit(node)
 
     def visit_Slice(self, node):
@@ -385,9 +416,10 @@ class _Collector(ast.NodeVisitor):
         return
 
     # ---- helpers
-    def _expr(self, node, new, op):
+    def _expr(self, node, new, op, note: str = ""):
         text = "(" + ast.unparse(new) + ")"
-        self.found.append((node, text, op, f"{_short(ast.unparse(node))} -> {_short(ast.unparse(new))}"))
+        change = f"{_short(ast.unparse(node))} -> {_short(ast.unparse(new))}" + (f" [{note}]" if note else "")
+        self.found.append((node, text, op, change))
 
     def _text(self, node) -> str:
         return ast.get_source_segment(self.source, node) or ""

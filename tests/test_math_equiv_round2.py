@@ -464,3 +464,9 @@ def test_sentence_references_and_a_trailing_backslash(completion, reference, ok)
 )
 def test_a_reference_labelled_by_a_name_is_answered_by_its_value(completion, reference, ok):
     assert VERIFIER.verify(Sample(completion=completion, reference=reference)).correct is ok
+
+
+def test_a_step_function_on_one_side_only_still_gets_the_wide_points():
+    """floor(m^2/7) is 0 for |m| < 2.6: on the narrow points `\\lfloor m^2/7\\rfloor + m` would equal `m`."""
+    assert not judged(r"\lfloor m^2/7 \rfloor + m", "m")
+    assert not judged("m", r"\lfloor m^2/7 \rfloor + m")

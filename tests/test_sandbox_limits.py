@@ -177,3 +177,21 @@ def run_in_with_stdin(mode: str, program: str, stdin: str, limits: Limits) -> sa
 def test_a_warm_result_says_it_ran_warm():
     r = run_in("warm", "print(1)", Limits(wall_seconds=5.0))
     assert r.status is Status.OK and r.isolation["warm"] is True and r.isolation["backend"] == "bwrap"
+    assert r.isolation["private_uid"] is True and r.isolation["uid"] >= 2_100_000_000
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_program_inherits_no_file_descriptors_past_stdio(mode):
+    """Only 0, 1 and 2 are open when the program starts (3 is the listing's own descriptor)."""
+    r = run_in(mode, "import os\nprint(sorted(int(f) for f in os.listdir('/proc/self/fd')))",
+               Limits(wall_seconds=5.0))
+    assert r.status is Status.OK and r.stdout == "[0, 1, 2, 3]\n", (r.stdout, r.stderr)
+
+
+@pytest.mark.skipif("unshare" not in BACKENDS, reason="the unshare backend does not work here")
+def test_an_unshare_setup_failure_is_a_sandbox_error():
+    """Files larger than the sandbox's disk fail the backend's setup: that is the sandbox's error (with
+    the backend's own exit code), not the program's."""
+    r = sandbox.run("print(1)", files={"big.bin": b"x" * (2 << 20)}, limits=Limits(disk_bytes=1 << 20),
+                    isolation=Isolation(backend="unshare"))
+    assert (r.status, r.exit_code) == (Status.SANDBOX_ERROR, 125) and "setup failed" in r.stderr

@@ -11,6 +11,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 
 import pytest
@@ -264,6 +265,22 @@ def test_the_unshare_backend_needs_setpriv_and_bash_as_well(tmp_path, monkeypatc
             (folder / tool).symlink_to(where[tool])
         monkeypatch.setenv("PATH", str(folder))
         assert unshare.binary() == (str(folder / "unshare") if len(tools) == 3 else None), tools
+
+
+def test_pool_size():
+    from sandbox.pool import Pool
+
+    for workers, expected in ((7, 7), (None, os.cpu_count() or 1), (0, os.cpu_count() or 1)):
+        pool = Pool(workers)
+        assert pool.workers == expected, workers
+        pool.close()
+
+
+def test_the_interpreter_version_is_read_as_text():
+    from sandbox.capabilities import _interpreter_version
+
+    assert _interpreter_version(sys.executable) == platform.python_version()
+    assert _interpreter_version("/nonexistent/python").startswith("not runnable: ")
 
 
 def test_unshare_script():
