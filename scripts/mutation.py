@@ -163,6 +163,18 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
        f"arg-dropped [drops {kw}", "the version probe of an interpreter: a bound for a hang it never reaches "
        "(timeout) / the caller's environment does not change the version printed (env)")
       for kw in ("timeout=10", "env={}")],
+    ("verifiers/math_equiv.py", "value = complex(e.evalf(30))", "const",
+     "300 digits instead of 30 before converting to a complex double: the same double"),
+    ("verifiers/math_equiv.py", "symbols = a.free_symbols | b.free_symbols", "arith",
+     "with different symbol sets a side keeps a free symbol at every point (no point evaluates) and simplify "
+     "decides either way; with the same sets | and & are equal"),
+    ("verifiers/math_equiv.py",
+     "point = {s: sympy.Float(rng.choice((-1, 1)) * rng.uniform(*low_high), 20) for s in symbols}", "const",
+     "the precision of a sample point: digits past 1e-15 do not move a comparison at rel_tol >= 1e-9"),
+    ("sandbox/zygote.py", "_, status, usage = os.wait4(pid, 0)", "const",
+     "called once the pidfd says the child has exited: WNOHANG (1) returns its status just the same"),
+    ("sandbox/backends/bwrap.py", 'args = [binary() or "bwrap",', "bool-op",
+     "the backend is used only where binary() found bwrap on PATH; `bwrap` then names the same program"),
     ("sandbox/capabilities.py", "pass_fds=(), wall_seconds=10.0, output_bytes=4096)", "const",
      "the wall limit of the capability probe, `/bin/echo ok`, which finishes in milliseconds: only a probe "
      "hanging for more than 10 s could tell 10 from 20"),

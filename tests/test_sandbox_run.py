@@ -221,3 +221,11 @@ def test_a_large_caller_does_not_turn_crashes_into_memory_limits():
     assert r.status is Status.RUNTIME_ERROR and r.signal == 11
     assert r.peak_memory_bytes < 256 << 20
     del ballast
+
+
+@needs_backend
+def test_closing_a_pool_waits_for_the_jobs_it_has_started():
+    pool = Pool(1)
+    running = pool.submit(Job("import time\ntime.sleep(1)\nprint('done')", limits=QUICK))
+    pool.close()
+    assert running.done() and running.result().stdout == "done\n"
