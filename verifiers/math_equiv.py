@@ -5,8 +5,9 @@ bare lists of several answers (`a, b`, an AnswerList) against a set or another l
 a tuple compares in the written order (as Math-Verify does), a set `\\{a, b\\}` never equals a tuple;
 intervals compare end points and openness, and an open interval (a, b) equals the pair (a, b) since the
 notation is the same; matrices compare shape and entries.
-Equations: an assignment `x = 3` (or a labelled `(p, q) = (3, 2)`) reference is answered by its value;
-any other equation reference (`7 = 11a + c`) only by an equation; an equation answer against a
+Equations: an assignment `x = 3` or a labelled reference (`(p, q) = (3, 2)`, `f(x) = 1`, a name of
+symbols on the left) is answered by its value; any other equation reference (`7 = 11a + c`) only by an
+equation; an equation answer against a
 non-equation reference is judged by its right side (`f(x) = 1` for `1`, the reference decides the format,
 as in Math-Verify); two equations are the same when lhs - rhs agree up to a non-zero constant factor;
 lists of assignments compare by variable name (`x=1, y=2` is not `x=2, y=1`).
