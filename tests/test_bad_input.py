@@ -66,6 +66,12 @@ def _tree_rss_mb(root: int) -> float:
     return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default action in the child, as for a command typed in a terminal: a test run started in
+    the background (`make test &`) inherits SIGINT ignored, and the run would rightly ignore it too."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_case(case: Case, case_dir: Path, model: str | None) -> Result:
     argv = [a.replace("{dir}", str(case_dir)).replace("{model}", model or "") for a in case.argv]
     wrap = [a.replace("{dir}", str(case_dir)) for a in case.wrap]
@@ -73,7 +79,7 @@ def run_case(case: Case, case_dir: Path, model: str | None) -> Result:
            **{k: v.replace("{dir}", str(case_dir)) for k, v in case.env.items()}}
     proc = subprocess.Popen([*wrap, sys.executable, "-m", "rlvr", *argv], cwd=case_dir, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="backslashreplace", start_new_session=True)
+                            errors="backslashreplace", start_new_session=True, preexec_fn=_as_in_a_terminal)
     out: dict[str, list[str]] = {"stdout": [], "stderr": []}
     interrupted = threading.Event()
 
