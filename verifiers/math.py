@@ -66,8 +66,7 @@ class MathVerifier(Verifier):
             return _wrong(f"bad reference: {e}")
         same = self._one_answer(references)
         reference = same if same is not None else ",".join(references)
-        completion = sample.completion
-        source, candidates = extract_answers(completion, self.last_number_fallback, self.require_marker)
+        source, candidates = extract_answers(sample.completion, self.last_number_fallback, self.require_marker)
         if not candidates:
             return _wrong("no answer found")
         answers = list(dict.fromkeys(normalize(c) for c in candidates))

@@ -39,10 +39,8 @@ import re
 BOX_COMMANDS = ("\\boxed", "\\fbox")
 HASH_ANSWER = re.compile(r"####\s*([^\n]*)")
 # `[^\S\n]*:?\s*`, not `\s*:?\s*`: two adjacent `\s*` backtrack quadratically over a run of blank lines
-ANSWER_IS = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:)[^\S\n]*:?\s*(.+?)(?:\n|$)", re.IGNORECASE
-)
 ANSWER_ANCHOR = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)[^\S\n]*:?\s*", re.IGNORECASE)
+ANSWER_IS = re.compile(ANSWER_ANCHOR.pattern + r"(.+?)(?:\n|$)", re.IGNORECASE)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 BOX_TOKEN = re.compile(r" +([^\s$]+)")  # `\boxed 5`: one token after the spaces
 SENTENCE_END = re.compile(r"\.(?:\s|$)")
@@ -218,5 +216,8 @@ def extract_reference(reference: object) -> list[str]:
     text = str(reference)  # a number is its own answer: no `####` or box in it
     if "####" in text:
         return [hash_answer(text) or ""]
+    boxes = boxed_contents(text)
+    if boxes:
+        return boxes
     stated = answer_is(text)  # `answer is 10000`: references written as a sentence
-    return boxed_contents(text) or ([stated] if stated else [text])
+    return [stated] if stated else [text]

@@ -97,12 +97,17 @@ def _text_groups(s: str) -> list[tuple[int, int, str]]:
 
 
 def _at_an_edge(s: str, start: int, end: int) -> bool:
-    """Whether s[start:end] begins or ends its element: at the start or end of `s` (a unit's square and
-    closing punctuation after it allowed), or next to a comma or bracket; a word inside an expression (`2\\text{cis}(x)`)
-    is not."""
-    power = UNIT_POWER.match(s, end)
-    before, after = s[:start].rstrip(), s[power.end() if power else end:].strip(" .;:")
+    """Whether s[start:end] begins or ends its element: at the start or end of `s` (closing punctuation
+    after it allowed), or next to a comma or bracket; a word inside an expression (`2\\text{cis}(x)`) is
+    not."""
+    before, after = s[:start].rstrip(), s[end:].strip(" .;:")
     return not before or not after or before[-1] in ",([{" or after[0] in ",)]}" or after.startswith("\\}")
+
+
+def _unit_end(s: str, end: int) -> int:
+    """Where a unit ending at `end` really ends: `\\mbox{ cm}^2`, the square belongs to the unit."""
+    power = UNIT_POWER.match(s, end)
+    return power.end() if power else end
 
 
 def strip_text(s: str) -> str:
@@ -112,12 +117,12 @@ def strip_text(s: str) -> str:
     for start, end, content in reversed(_text_groups(s)):
         words = content.strip()
         rest = s[:start] + s[end:]
+        unit_end = _unit_end(s, end)
         if words.lower() in ("or", "and", ","):
             replacement = ","
-        elif re.search(r"[a-zA-Z]{2,}", words) and re.search(r"\d", rest) and _at_an_edge(s, start, end):
+        elif re.search(r"[a-zA-Z]{2,}", words) and re.search(r"\d", rest) and _at_an_edge(s, start, unit_end):
             replacement = " "
-            power = UNIT_POWER.match(s, end)  # `\mbox{ cm}^2`: the square belongs to the unit
-            end = power.end() if power else end
+            end = unit_end
         else:
             replacement = content
         s = s[:start] + replacement + s[end:]

@@ -236,8 +236,7 @@ def _checked(expr: sympy.Basic) -> sympy.Basic:
 def _imaginary_unit(expr: sympy.Basic) -> sympy.Basic:
     """A free `i` as sympy's I (the parser leaves it a symbol, so `i^2` would differ from -1); `subs`
     leaves a bound index alone (`\\sum_{i=1}^3 i`). After the size guard: substituting evaluates."""
-    i = sympy.Symbol("i")
-    return expr.subs(i, sympy.I) if i in expr.free_symbols else expr
+    return expr.subs(LETTER_I, sympy.I) if LETTER_I in expr.free_symbols else expr
 
 
 def _plain_algebra(s: str) -> sympy.Basic:
