@@ -9,6 +9,7 @@ program. Used by `Pool(warm=True)`; any failure of the server falls back to a co
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import resource
@@ -83,6 +84,7 @@ class WarmSandbox:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.proc.stdout, selectors.EVENT_READ)
         self._buffer = b""
+        self._trusted_sent: set[str] = set()  # digests of trusted mains the server holds
         try:
             ready = self._read_line(time.monotonic() + STARTUP_SECONDS)
         except WarmSandboxBroken:
@@ -112,9 +114,13 @@ class WarmSandbox:
         t0 = time.perf_counter()
         payload = {check_name(n): (as_bytes(c), 0o644) for n, c in (files or {}).items()}
         payload["main.py"] = (as_bytes(program), 0o644)
+        digest = hashlib.sha256(payload["main.py"][0]).hexdigest() if trusted else None
+        if digest in self._trusted_sent:  # the server has this source already: send its digest only
+            del payload["main.py"]
         job = {
             "main": "main.py",
             "trusted_main": trusted,
+            "trusted_digest": digest if "main.py" not in payload else None,
             "files": {n: (base64.b64encode(d).decode(), mode) for n, (d, mode) in payload.items()},
             "wall_seconds": limits.wall_seconds,
             "output_bytes": limits.output_bytes,
@@ -136,6 +142,8 @@ class WarmSandbox:
         if "error" in answer:
             self.close()
             raise WarmSandboxBroken(f"warm sandbox server failed: {answer['error']}")
+        if trusted:
+            self._trusted_sent.add(digest)
         result = self._result(answer, limits)
         if answer.get("retire"):
             self.close()

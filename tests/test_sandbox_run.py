@@ -229,3 +229,45 @@ def test_closing_a_pool_waits_for_the_jobs_it_has_started():
     running = pool.submit(Job("import time\ntime.sleep(1)\nprint('done')", limits=QUICK))
     pool.close()
     assert running.done() and running.result().stdout == "done\n"
+
+
+@needs_warm
+def test_a_trusted_main_is_sent_once_and_every_main_runs_as_itself():
+    import base64
+
+    def source(tag: str) -> str:
+        return f"# {tag}\nimport os\nprint({tag!r}, open('main.py').read().startswith('# {tag}'), os.listdir('.'))\n"
+
+    sent: list[bytes] = []
+    with Pool(1, warm=True) as pool:
+        pool.warm_up()
+        box = pool._warm_sandboxes[0]
+
+        class Recorder:  # what the host writes to the server
+            def __init__(self, pipe):
+                self.pipe = pipe
+
+            def write(self, data):
+                sent.append(bytes(data))
+                return self.pipe.write(data)
+
+            def __getattr__(self, name):
+                return getattr(self.pipe, name)
+
+        box.proc.stdin = Recorder(box.proc.stdin)
+        jobs = [Job(source("A"), limits=QUICK, trusted=True), Job(source("A"), limits=QUICK, trusted=True),
+                Job(source("B"), limits=QUICK, trusted=True), Job(source("A"), limits=QUICK),
+                Job(source("A"), limits=QUICK, trusted=True)]
+        outputs = [r.stdout for r in pool.map(jobs)]
+        box.proc.stdin = box.proc.stdin.pipe
+    assert outputs == ["A True ['main.py']\n"] * 2 + ["B True ['main.py']\n"] + ["A True ['main.py']\n"] * 2
+    encoded = base64.b64encode(source("A").encode())
+    assert [encoded in data for data in sent] == [True, False, False, True, False]  # untrusted: always sent
+
+
+@needs_warm
+def test_a_warm_job_inherits_a_frozen_heap():
+    """The server freezes its heap before serving: a job's collections never walk (and so copy) it."""
+    with Pool(1, warm=True) as pool:
+        result = pool.submit(Job("import gc\nprint(gc.get_freeze_count() > 1000)", limits=QUICK)).result()
+    assert result.stdout == "True\n"
