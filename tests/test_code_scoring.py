@@ -361,3 +361,17 @@ def test_the_rl_path_scores_code_in_batches_as_in_process(monkeypatch):
     local.close()
     assert [(s.reward, s.correct) for s in samples] == [(e.reward, e.correct) for e in expected]
     assert [s.reward for s in samples] == [1.0, 0.5, 1.0, 0.0, 0.5]
+
+
+def test_a_sample_with_bad_fields_costs_only_itself_in_a_batch():
+    v = CodeVerifier()
+    good = Sample(completion="def f(x):\n    return x + 1\n", fields=MBPP)
+    try:
+        scores = v.verify_batch([good, Sample(completion="x = 1", fields={"other": 1}), good])
+        with pytest.raises(VerifierError, match="need tests"):  # one sample alone: the error itself
+            v.verify(Sample(completion="x = 1", fields={"other": 1}))
+    finally:
+        v.close()
+    assert [s.reward for s in scores] == [1.0, 0.0, 1.0]
+    assert scores[1].details == {"status": "exception"} and scores[1].correct is False
+    assert scores[1].reason.startswith("exception: VerifierError: code verifier: sample fields need tests")

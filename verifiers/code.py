@@ -38,7 +38,7 @@ import weakref
 from dataclasses import dataclass, replace
 
 import sandbox
-from verifiers.base import Sample, Score, Verifier, VerifierError
+from verifiers.base import Sample, Score, Verifier, VerifierError, failure
 from verifiers.code_compare import same_output
 from verifiers.code_extract import LANGUAGE_TAGS, MODES, extract_program
 from verifiers.code_harness import test_names
@@ -107,13 +107,19 @@ class CodeVerifier(Verifier):
             raise VerifierError(f"code verifier: option language={self.language!r}: expected python, c, cpp or auto")
 
     def verify(self, sample: Sample) -> Score:
-        return self.verify_batch([sample])[0]
+        """The sample's score; a VerifierError names its bad fields."""
+        return self._verify([sample], isolate=False)[0]
 
     def verify_batch(self, samples: list[Sample]) -> list[Score]:
+        """Scores in order. A sample whose fields are bad costs only itself: reward 0 with the reason and
+        status "exception", as a VerifierPool scores one sample that raises."""
+        return self._verify(samples, isolate=True)
+
+    def _verify(self, samples: list[Sample], isolate: bool) -> list[Score]:
         first: dict = {}  # identity of a sample -> index of its first copy in this batch
         source = [first.setdefault(_identity(s), i) if self.dedupe else i for i, s in enumerate(samples)]
         unique = [i for i, j in enumerate(source) if i == j]
-        prepared = [self._prepare(samples[i]) for i in unique]
+        prepared = [self._prepare_one(samples[i]) if isolate else self._prepare(samples[i]) for i in unique]
         pool = self._sandbox_pool()
         self._build_compiled(prepared, pool)
         results = iter(list(pool.map([job for p in prepared for job in p.jobs])))
@@ -181,6 +187,13 @@ class CodeVerifier(Verifier):
         except (TypeError, ValueError):
             raise VerifierError("code verifier: fields 'timeout' (seconds) and 'memory_mb' must be numbers") from None
         return sandbox.Limits(wall_seconds=timeout, memory_bytes=memory_mb << 20)
+
+    def _prepare_one(self, sample: Sample) -> _Prepared:
+        """_prepare, with the sample's bad fields turned into its failure instead of the batch's."""
+        try:
+            return self._prepare(sample)
+        except VerifierError as e:
+            return _Prepared(None, [], failure("exception", f"exception: VerifierError: {e}"))
 
     def _prepare(self, sample: Sample) -> _Prepared:
         if len(sample.completion) > self.max_completion_chars:
