@@ -235,8 +235,9 @@ def test_closing_a_pool_waits_for_the_jobs_it_has_started():
 def test_a_trusted_main_is_sent_once_and_every_main_runs_as_itself():
     import base64
 
-    def source(tag: str) -> str:
-        return f"# {tag}\nimport os\nprint({tag!r}, open('main.py').read().startswith('# {tag}'), os.listdir('.'))\n"
+    def source(tag: str) -> str:  # prints its tag, its own file's state and where its code was compiled from
+        return (f"# {tag}\nimport os, sys\nprint({tag!r}, open('main.py').read().startswith('# {tag}'), "
+                "os.listdir('.'), sys._getframe().f_code.co_filename)\n")
 
     sent: list[bytes] = []
     with Pool(1, warm=True) as pool:
@@ -260,7 +261,8 @@ def test_a_trusted_main_is_sent_once_and_every_main_runs_as_itself():
                 Job(source("A"), limits=QUICK, trusted=True)]
         outputs = [r.stdout for r in pool.map(jobs)]
         box.proc.stdin = box.proc.stdin.pipe
-    assert outputs == ["A True ['main.py']\n"] * 2 + ["B True ['main.py']\n"] + ["A True ['main.py']\n"] * 2
+    ran = "True ['main.py'] /box/main.py\n"
+    assert outputs == [f"A {ran}"] * 2 + [f"B {ran}"] + [f"A {ran}"] * 2
     encoded = base64.b64encode(source("A").encode())
     assert [encoded in data for data in sent] == [True, False, False, True, False]  # untrusted: always sent
 
@@ -271,3 +273,23 @@ def test_a_warm_job_inherits_a_frozen_heap():
     with Pool(1, warm=True) as pool:
         result = pool.submit(Job("import gc\nprint(gc.get_freeze_count() > 1000)", limits=QUICK)).result()
     assert result.stdout == "True\n"
+
+
+@needs_warm
+def test_the_server_and_the_host_say_where_a_jobs_time_went():
+    box = sandbox.warm.WarmSandbox(QUICK.disk_bytes, Isolation())
+    answers, read = [], box._read_line
+    box._read_line = lambda deadline: answers.append(read(deadline)) or answers[-1]
+    host = dict(sandbox.warm.HOST_PHASES)
+    try:
+        for _ in range(2):
+            result = box.run("import time\ntime.sleep(0.2)", None, {"data.txt": "x" * 100_000}, QUICK)
+    finally:
+        box.close()
+    spent = {k: v - host[k] for k, v in sandbox.warm.HOST_PHASES.items()}
+    timing = answers[-1]["timing"]
+    assert set(timing) == {"write files", "fork", "child (fork to exit)", "kill + wipe"}
+    assert all(0 < t < 5 for t in timing.values()), timing
+    assert 0.2 <= timing["child (fork to exit)"] <= result.wall_seconds
+    assert set(spent) == {"encode", "wait", "decode"} and all(0 < t < 5 for t in spent.values()), spent
+    assert spent["wait"] >= sum(sum(a["timing"].values()) for a in answers) >= 0.4  # summed over the jobs
