@@ -22,8 +22,10 @@ class VerifierSpec:
 @dataclass
 class RewardConfig:
     verifiers: list[VerifierSpec] = field(default_factory=lambda: [VerifierSpec()])
-    workers: int = 1  # verifier worker processes (0: in-process, no hard timeout)
-    timeout: float = 5.0  # seconds per sample; a hang or crash scores 0
+    # verifier worker processes (0: in-process, no hard timeout); they share this rank's CPUs, so code
+    # (whose one worker runs a sandbox per CPU) needs only 1
+    workers: int = 1
+    timeout: float = 5.0  # seconds per sample; a hang or crash scores 0 (code: above its timeout + 1 s)
     normalize: bool = False  # divide by the running std of all rewards seen
     clip: float | None = None  # then clip to [-clip, clip]
     truncation_penalty: float | None = None  # reward for a response cut off without EOS
