@@ -240,8 +240,10 @@ def test_a_trusted_main_is_sent_once_and_every_main_runs_as_itself():
                 "os.listdir('.'), sys._getframe().f_code.co_filename)\n")
 
     sent: list[bytes] = []
+    with Pool(2, warm=False) as cold:
+        assert cold.warm_up() == 0 and cold._warm_sandboxes == []  # a cold pool starts no server
     with Pool(1, warm=True) as pool:
-        pool.warm_up()
+        assert pool.warm_up() == 1 and pool.warm_up() == 1  # one per worker, started once
         box = pool._warm_sandboxes[0]
 
         class Recorder:  # what the host writes to the server
