@@ -52,6 +52,69 @@ def test_math500_and_humaneval_readers():
     assert len(he) == 164 and {"prompt", "test", "entry_point"} <= set(he[0])
 
 
+def test_an_mbpp_prompt_is_the_description_then_the_first_assert():
+    from rlvr.data.benchmarks import mbpp, mbpp_sanitized
+
+    tests = ["assert add(1, 2) == 3 ", "assert add(0, 0) == 0", "assert add(-1, 1) == 0"]
+    row = mbpp({"text": " Write a function to add two numbers. ", "code": "def add(a, b): return a + b",
+                "test_list": tests, "test_setup_code": "", "task_id": 601})
+    assert row == {"prompt": "Write a function to add two numbers.\nassert add(1, 2) == 3",
+                   "response": "def add(a, b): return a + b", "reference": None, "tests": tests, "setup": "",
+                   "task_id": 601}
+    edited = mbpp_sanitized({"source_file": "x", "task_id": 11, "prompt": "Add two numbers.", "code": "C",
+                             "test_imports": ["import math"], "test_list": tests})
+    assert edited == {"prompt": "Add two numbers.\nassert add(1, 2) == 3", "response": "C", "reference": None,
+                      "tests": tests, "test_imports": ["import math"], "task_id": 11}
+
+
+@needs_data
+def test_mbpp_readers_split_by_task_id_and_show_one_assert():
+    """Sanitized MBPP: 257 test tasks (task_ids 11-510) and 120 train (601-974), as Hugging Face's
+    `sanitized` splits; mbpp_edited: all 974 tasks, the sanitized set's edits where it has them."""
+    from rlvr.data import read_file
+    from rlvr.data.benchmarks import benchmark_file
+
+    raw = {r["task_id"]: r for r in read_file(benchmark_file("mbpp_sanitized", "test"))}
+    sizes = {}
+    for split, ids in (("test", range(11, 511)), ("train", range(601, 975))):
+        rows = load_rows(DataConfig(source="mbpp_sanitized"), split).rows
+        sizes[split] = len(rows)
+        for r in rows:
+            original = raw[r["task_id"]]
+            assert r["task_id"] in ids and r["tests"] == original["test_list"]
+            assert r["test_imports"] == original["test_imports"] and r["response"] == original["code"]
+            assert r["prompt"] == original["prompt"].strip() + "\n" + original["test_list"][0].strip()
+            # the other asserts stay hidden
+            assert not any(t.strip() in r["prompt"] for t in original["test_list"][1:])
+    assert sizes == {"test": 257, "train": 120}
+    assert sum(bool(r["test_imports"]) for r in raw.values()) == 13
+
+    full = load_rows(DataConfig(source="mbpp"), "train").rows
+    edited = load_rows(DataConfig(source="mbpp_edited"), "train").rows
+    assert len(full) == len(edited) == 374 and [r["task_id"] for r in full] == [r["task_id"] for r in edited]
+    assert all(r["prompt"].endswith("\n" + r["tests"][0].strip()) for r in full)
+    sanitized = {r["task_id"]: r for r in load_rows(DataConfig(source="mbpp_sanitized"), "train").rows}
+    for plain, r in zip(full, edited):
+        assert r == sanitized.get(r["task_id"], plain)
+    assert sum(r["task_id"] in sanitized for r in edited) == 120
+    assert len(load_rows(DataConfig(source="mbpp_edited"), "test").rows) == 500
+
+
+@needs_data
+def test_code_contests_reader_keeps_the_cases_for_the_code_verifier():
+    from verifiers.code_plan import plan
+
+    rows = load_rows(DataConfig(source="code_contests"), "test").rows
+    assert len(rows) == 20 and rows[17]["name"] == "12_B. Correct Solution?"
+    assert (rows[17]["difficulty"], rows[17]["source"], rows[0]["source"]) == ("B", "CODEFORCES", "CODECHEF")
+    assert rows[17]["prompt"].startswith("One cold winter evening Alice and her older brother Bob")
+    fields = {k: v for k, v in rows[17].items() if k not in ("prompt", "reference")}
+    p = plan(fields, "print(1)", "python", 4.0)
+    assert p.kind == "stdio" and len(p.cases) == 132 and p.cases[0] == ("0\n00\n", "WRONG_ANSWER\n")
+    with pytest.raises(UserError, match="benchmark 'code_contests' has splits test, got 'train'"):
+        load_rows(DataConfig(source="code_contests"), "train")
+
+
 @needs_data
 def test_hh_rlhf_prompt_is_the_shared_prefix():
     from rlvr.data import read_file

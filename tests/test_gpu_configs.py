@@ -36,6 +36,7 @@ QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assista
 QWEN = {
     "Qwen/Qwen2.5-0.5B-Instruct": (896, 4864, 24, 14, 2, 151936, True),
     "Qwen/Qwen2.5-1.5B-Instruct": (1536, 8960, 28, 12, 2, 151936, True),
+    "Qwen/Qwen2.5-Coder-1.5B-Instruct": (1536, 8960, 28, 12, 2, 151936, True),
     "Qwen/Qwen2.5-7B-Instruct": (3584, 18944, 28, 28, 4, 152064, False),
 }
 
@@ -137,14 +138,18 @@ def prompt_bytes(cfg, prompt: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def gold_completion(cfg, reference: str) -> str:
-    """The reference written the way the recipe's prompt asks for the final answer."""
+def gold_completion(cfg, row: dict) -> str:
+    """The reference written the way the recipe's prompt asks for the final answer (for code: the
+    reference solution in one fenced block)."""
     asks = cfg.data.system_prompt if cfg.data.template == "chat" else cfg.data.prompt_format
+    if "```python" in (asks or ""):
+        return f"Here it is:\n```python\n{row['response']}\n```"
+    reference = row["reference"]
     if "\\boxed" in (asks or ""):
         return f"Step by step, then: the answer is $\\boxed{{{reference}}}$."
     if "####" in (asks or ""):
         return f"Step by step, then:\n#### {reference}"
-    raise AssertionError("the prompt asks for no answer form this test knows (\\boxed{} or ####)")
+    raise AssertionError("the prompt asks for no answer form this test knows (\\boxed{}, #### or ```python)")
 
 
 def recipe_problems(path: Path) -> list[str]:
@@ -171,9 +176,10 @@ def test_recipe_loads_and_its_batches_divide(path):
     assert "Compare with:" in text and "Memory per GPU" in text, f"{path.name}: header lacks target or memory"
 
 
-def test_the_recipes_are_the_four_the_readme_lists():
+def test_the_recipes_are_the_five_the_readme_lists():
     assert [p.name for p in RECIPES] == ["grpo_gsm8k_qwen2.5-1.5b.yaml", "grpo_math_qwen2.5-1.5b.yaml",
-                                         "grpo_math_qwen2.5-7b_2x8.yaml", "ppo_gsm8k_qwen2.5-0.5b.yaml"]
+                                         "grpo_math_qwen2.5-7b_2x8.yaml", "grpo_mbpp_qwen2.5-coder-1.5b.yaml",
+                                         "ppo_gsm8k_qwen2.5-0.5b.yaml"]
     assert worlds(GPU / "grpo_math_qwen2.5-7b_2x8.yaml") == [(16, 8)]
     assert worlds(GPU / "ppo_gsm8k_qwen2.5-0.5b.yaml") == [(1, 1), (8, 8)]
     assert hostfile_slots(HOSTFILE) == {"node-1": 8, "node-2": 8}
@@ -213,9 +219,17 @@ def test_broken_recipe_files_are_caught(tmp_path):
         recipe_problems(copied)
 
 
+# MBPP tasks whose reference solution the code harness's assert guard refuses, not fails: it returns a
+# Counter or defaultdict that the asserts compare with a dict (653, 902; 88 in the test split), or a
+# re.Match whose truth they assert (737, 787, 794); the guard compares plain built-in types only
+# (verifiers/code_harness.py, is_plain), so a subclass cannot lie about equality.
+MBPP_REFUSED = {653, 737, 787, 794, 902, 88}
+MBPP_SOURCES = ("mbpp", "mbpp_edited", "mbpp_sanitized")
+
+
 def have_data() -> bool:
     try:
-        for name in ("gsm8k", "math"):
+        for name in ("gsm8k", "math", "mbpp_edited", "mbpp_sanitized"):
             for split in BENCHMARKS[name][0]:
                 benchmark_file(name, split)
     except UserError:
@@ -227,18 +241,22 @@ def have_data() -> bool:
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_prompts_fit_and_gold_answers_earn_the_reward(path):
     cfg = load_config(path)
-    judge = verifiers.compose([{k: v for k, v in vars(part).items() if v is not None}
-                               for part in cfg.reward.verifiers])
+    parts = [{k: v for k, v in vars(part).items() if v is not None} for part in cfg.reward.verifiers]
+    for part in parts:
+        if part["name"] == "code":  # the recipe sizes its sandboxes and time limit to a GPU node's cores
+            part["options"] = {**part.get("options", {}), "workers": 0, "timeout": 60}
+    judge = verifiers.compose(parts)
     longest = 0
     for split, source in ((cfg.data.split, cfg.data.source), (cfg.data.eval_split, cfg.data.eval_source)):
         rows = load_rows(cfg.data, split, {"prompt": str}, source=source).rows
         longest = max(longest, *(prompt_bytes(cfg, r["prompt"]) for r in rows))
-        gold = [verifiers.Sample.from_row(r, gold_completion(cfg, r["reference"])) for r in rows]
-        missed = [(r.get("unique_id"), r["reference"]) for r, g in zip(rows, gold)
-                  if not judge.verify(g).correct]
+        gold = [verifiers.Sample.from_row(r, gold_completion(cfg, r)) for r in rows]
+        missed = [(r.get("unique_id", r.get("task_id")), r["reference"]) for r, score in
+                  zip(rows, judge.verify_batch(gold)) if not score.correct]
         # MATH's training split holds 5 such problems of 7,500 (two empty \boxed{}, two `\boxed 2` the
         # reader does not take, one `\approx 8.24 \text{ mph}`); a test split must hold none
         allowed = len(rows) // 1000 if split == cfg.data.split else 0
+        missed = [m for m in missed if m[0] not in MBPP_REFUSED] if source in MBPP_SOURCES else missed
         assert len(missed) <= allowed, f"{split}: {len(missed)}/{len(rows)} gold answers earn 0: {missed[:3]}"
     need = longest + cfg.generation.max_new_tokens
     assert cfg.generation.vllm.max_model_len >= need, (

@@ -1,4 +1,5 @@
-"""Readers for the standard benchmark files: GSM8K, MATH-500, MATH train, HumanEval, MBPP, hh-rlhf.
+"""Readers for the standard benchmark files: GSM8K, MATH-500, MATH train, HumanEval, MBPP (full, sanitized,
+and full with the sanitized edits), the CodeContests sample, hh-rlhf.
 
 Each reader turns the file's own format into rlvr rows: `prompt`, `response` (a reference solution, where
 there is one), `reference` (what a verifier checks against), plus the fields a verifier needs (tests).
@@ -6,9 +7,11 @@ Files are found in $RLVR_DATA_DIR, or in a `shared/data` folder beside the check
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rlvr.errors import UserError
 
@@ -57,9 +60,47 @@ def humaneval(row: dict) -> dict:
     return {**row, "response": row["canonical_solution"], "reference": None}
 
 
+# An MBPP description alone does not name the function its asserts call; as EvalPlus does, the prompt
+# shows the first assert after it. That assert is a visible test, so RL on MBPP rewards `all` the tests
+# (with `share`, hard-coding the shown case would earn a third).
+MBPP_PROMPT = "{description}\n{first_test}"
+
+
+def mbpp_prompt(description: str, tests: list[str]) -> str:
+    return MBPP_PROMPT.format(description=description.strip(), first_test=tests[0].strip())
+
+
 def mbpp(row: dict) -> dict:
-    return {"prompt": row["text"], "response": row["code"], "reference": None, "tests": row["test_list"],
-            "setup": row.get("test_setup_code", ""), "task_id": row["task_id"]}
+    return {"prompt": mbpp_prompt(row["text"], row["test_list"]), "response": row["code"], "reference": None,
+            "tests": row["test_list"], "setup": row.get("test_setup_code", ""), "task_id": row["task_id"]}
+
+
+def mbpp_sanitized(row: dict) -> dict:
+    """The hand-edited subset: `prompt` is the edited description; `test_imports` run before the asserts."""
+    return {"prompt": mbpp_prompt(row["prompt"], row["test_list"]), "response": row["code"],
+            "reference": None, "tests": row["test_list"], "test_imports": row["test_imports"],
+            "task_id": row["task_id"]}
+
+
+@functools.cache
+def _sanitized_by_id(path: Path) -> dict[int, dict]:
+    with open(path, encoding="utf-8") as f:
+        return {row["task_id"]: row for row in json.load(f)}
+
+
+def mbpp_edited(row: dict) -> dict:
+    """An mbpp.jsonl task in the sanitized set's hand-edited form (description, asserts, the imports they
+    need) where that set holds it (427 of the 974 tasks), else as it is."""
+    edited = _sanitized_by_id(benchmark_file("mbpp_sanitized", "test")).get(row["task_id"])
+    return mbpp_sanitized(edited) if edited else mbpp(row)
+
+
+def code_contests(row: dict) -> dict:
+    """A stdin/stdout problem: `test` stays the JSON list of cases the code verifier reads."""
+    labels = json.loads(row["labels"])
+    return {"prompt": row["content"], "reference": None, "test": row["test"], "task_id": row["id"],
+            "name": labels.get("name"), "difficulty": labels.get("difficulty"),
+            "source": labels.get("source")}
 
 
 HH_ASSISTANT = "\n\nAssistant:"
@@ -87,6 +128,10 @@ BENCHMARKS: dict[str, tuple[dict[str, str], Callable[[dict], dict]]] = {
     "math": ({"train": "math/hendrycks_math_train.jsonl", "test": "math/math500_test.jsonl"}, math_train),
     "humaneval": ({"test": "humaneval/HumanEval.jsonl.gz"}, humaneval),
     "mbpp": ({"train": "mbpp/mbpp.jsonl", "test": "mbpp/mbpp.jsonl"}, mbpp),
+    "mbpp_sanitized": ({"train": "mbpp/sanitized-mbpp.json", "test": "mbpp/sanitized-mbpp.json"},
+                       mbpp_sanitized),
+    "mbpp_edited": ({"train": "mbpp/mbpp.jsonl", "test": "mbpp/mbpp.jsonl"}, mbpp_edited),
+    "code_contests": ({"test": "code_contests/code_eval_code_contests.jsonl"}, code_contests),
     "hh-rlhf": ({"test": "hh-rlhf/helpful-base-test.jsonl.gz"}, hh_rlhf),
     "hh-rlhf-harmless": ({"test": "hh-rlhf/harmless-base-test.jsonl.gz"}, hh_rlhf),
 }
@@ -106,8 +151,8 @@ _MBPP_SPLITS = {"test": range(11, 511), "train": range(601, 975)}
 
 
 def split_filter(name: str, split: str) -> Callable[[dict], bool]:
-    """MBPP keeps all splits in one file, told apart by task_id ranges."""
-    if name == "mbpp":
+    """MBPP (both files) keeps all splits in one file, told apart by task_id ranges."""
+    if name in ("mbpp", "mbpp_sanitized", "mbpp_edited"):
         ids = _MBPP_SPLITS[split]
         return lambda row: row.get("task_id") in ids
     return lambda row: True

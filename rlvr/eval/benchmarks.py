@@ -5,7 +5,8 @@ exactly when it would have earned the reward. Notes on the choices:
 - gsm8k, arith: the math verifier with its last-number fallback. GSM8K answers are integers that models
   seldom box (the usual "flexible extract"); arith models answer with a bare number.
 - math500: the math verifier as is (answers are boxed LaTeX).
-- humaneval, mbpp: the code verifier; `correct` means every test passed.
+- humaneval, mbpp, mbpp_sanitized, code_contests: the code verifier; `correct` means every test (every
+  stdin/stdout case) passed.
 """
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ DEFAULTS: dict[str, Judge] = {
     "math": Judge("math"),
     "humaneval": Judge("code", workers=0),
     "mbpp": Judge("code", workers=0),
+    "mbpp_sanitized": Judge("code", workers=0),
+    # stdin/stdout: a wrong program often waits on input or loops, and each of up to 331 cases may run
+    # to the timeout
+    "code_contests": Judge("code", {"language": "python", "timeout": 4}, workers=0),
 }
 
 # Row fields that results are broken down by, when a data set has them (MATH-500: subject and level).
