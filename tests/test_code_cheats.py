@@ -44,7 +44,8 @@ CHEATS = {
         "    getattr(sys.modules['__main__'], _n).__code__ = (lambda *a, **k: True).__code__")),
     "patches COMPARE_OPS and is_plain": ("0", (
         "import sys\n_h = sys.modules['__main__']\n"
-        "_h.COMPARE_OPS.update(dict.fromkeys(_h.COMPARE_OPS, lambda a, b: True))\n_h.is_plain = lambda v: True")),
+        "_h.COMPARE_OPS.update(dict.fromkeys(_h.COMPARE_OPS, lambda a, b: True))\n"
+        "_h.is_plain = lambda v: True")),
     "patches the harness's _outcome": ("0", (
         "import sys\nsys.modules['__main__']._outcome = lambda i, name, test: "
         "{'test': i, 'name': name, 'passed': True}")),
@@ -89,7 +90,8 @@ CHEATS = {
         "import json, os\nfor fd in range(3, 64):\n    try:\n"
         "        if os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):\n"
         "            for k in range(8):\n"
-        "                os.write(fd, (json.dumps({'test': k, 'name': 'x', 'passed': True}) + '\\n').encode())\n"
+        "                report = {'test': k, 'name': 'x', 'passed': True}\n"
+        "                os.write(fd, (json.dumps(report) + '\\n').encode())\n"
         "            os.write(fd, b'{\"done\": 8}\\n')\n    except OSError:\n        pass\nos._exit(0)")),
 }
 
@@ -109,7 +111,8 @@ def rows(names: list[str]) -> list[tuple[str, dict]]:
     out = []
     for name in names:
         expr, module = CHEATS[name]
-        out.append((f"mbpp: {name}", {"prompt": "Write add.", "tests": MBPP_TESTS, "completion": fenced(program(name))}))
+        out.append((f"mbpp: {name}", {"prompt": "Write add.", "tests": MBPP_TESTS,
+                                      "completion": fenced(program(name))}))
         out.append((f"humaneval: {name}", {"prompt": HEADER, "test": CHECK, "entry_point": "add",
                                            "completion": fenced(program(name))}))
         out.append((f"stub: {name}", {"prompt": STUB, "test": CHECK, "entry_point": "add",
@@ -122,11 +125,85 @@ def samples(labelled: list[tuple[str, dict]]) -> list[Sample]:
             for _, row in labelled]
 
 
+CHEAT_NAMES = [n for n in CHEATS if n != "honest"]
+
+
+def assert_nothing_earned(labelled: list[tuple[str, dict]], rewards: list[float], correct: list) -> None:
+    earned = {label: r for (label, _), r, c in zip(labelled, rewards, correct)
+              if (r or c) != label.endswith(": honest")}
+    assert earned == {}, earned  # every cheat earns 0; the honest solution (the control) earns 1
+
+
 @pytest.mark.parametrize("warm", [True, False])
-def test_survey(warm):
+def test_cheats_earn_nothing_from_verify_batch(warm):
     labelled = rows(list(CHEATS))
     v = CodeVerifier(warm=warm)
     scores = v.verify_batch(samples(labelled))
     v.close()
-    for (label, _), s in zip(labelled, scores):
-        print(f"{'warm' if warm else 'cold'} | {label:60s} | reward {s.reward:.3f} correct {s.correct} | {s.reason}")
+    assert_nothing_earned(labelled, [s.reward for s in scores], [s.correct for s in scores])
+    assert [s.reward for s in scores].count(1.0) == 3
+
+
+def test_the_expected_values_never_reach_the_sandbox():
+    """A program that prints every frame's spec, every code object's constants and every str or int in
+    a dict or list it can find prints the tests' inputs, but none of their expected values."""
+    v = CodeVerifier(warm=False)
+    for _, row in rows(["prints the tests"])[:2]:  # MBPP and HumanEval
+        prepared = v._prepare(samples([("", row)])[0])
+        (run,) = v._sandbox_pool().map(prepared.jobs)
+        assert "31000" in run.stdout and "2345" in run.stdout  # it found the tests
+        assert not [x for x in EXPECTED if str(x) in run.stdout], run.stdout[-2000:]
+    v.close()
+
+
+def test_cheats_earn_nothing_in_rl():
+    """The trainer's scoring path: Rollouts.score with a real composed verifier in a real VerifierPool
+    (one worker process), on generated samples holding the cheats' texts (no model needed)."""
+    from rlvr.generation.base import Sample as Generated
+    from rlvr.rollouts import Rollouts
+
+    labelled = rows(list(CHEATS))
+    data = [{k: v for k, v in row.items() if k != "completion"} for _, row in labelled]
+    generated = [Generated(row["prompt"], [], [], row["completion"], [], "stop", prompt_index=i)
+                 for i, (_, row) in enumerate(labelled)]
+    rollouts = object.__new__(Rollouts)
+    rollouts.cfg = SimpleNamespace(reward=SimpleNamespace(workers=1, timeout=60.0))
+    rollouts.part_names = ["code"]
+    rollouts._verifier = verifiers.compose([{"name": "code", "options": {"reward": "share"}}])
+    rollouts._pool = None
+    try:
+        rollouts.score(generated, data)
+    finally:
+        rollouts.pool.close()
+    assert_nothing_earned(labelled, [g.reward for g in generated], [g.correct for g in generated])
+    assert all(g.scores == {"code": g.reward} for g in generated)
+
+
+def test_cheats_earn_nothing_from_rlvr_verify(tmp_path):
+    labelled = rows(CHEAT_NAMES)
+    src, dst = tmp_path / "cheats.jsonl", tmp_path / "scored.jsonl"
+    src.write_text("".join(json.dumps(row) + "\n" for _, row in labelled))
+    command = ["verify", "code", "--input", str(src), "--output", str(dst), "--workers", "1",
+               "--timeout", "60", "--option", "warm=false"]
+    out = subprocess.run([sys.executable, "-m", "rlvr", *command], capture_output=True, text=True, cwd=REPO,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(labelled)} scored" in out.stderr and "mean reward 0.0000" in out.stderr, out.stderr
+    assert [json.loads(line)["reward"] for line in dst.read_text().splitlines()] == [0.0] * len(labelled)
+
+
+# Asserts whose expected value is not a literal stay with the in-sandbox guard: a program that rebinds
+# the guard names, in its own namespace or in its caller's, still earns nothing.
+NON_LITERAL = {"tests": ["assert abs(add(1000, 2345) - 3345) < 1", "assert add(2345, 2345) in {4690}"]}
+NON_LITERAL_CHECK = ("def check(candidate):\n    assert abs(candidate(1000, 2345) - 3345) < 1\n"
+                     "    assert candidate(2345, 2345) in {4690}\n")
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_non_literal_asserts_resist_rebinding_the_guard_names(warm):
+    names = ["honest", "rebinds the guard names", "rebinds the guard names from inside the call"]
+    forms = (("mbpp", NON_LITERAL), ("humaneval", {"test": NON_LITERAL_CHECK, "entry_point": "add"}))
+    labelled = [(f"{form}: {n}", {**fields, "prompt": HEADER, "completion": fenced(program(n))})
+                for n in names for form, fields in forms]
+    scores = CodeVerifier(warm=warm).verify_batch(samples(labelled))
+    assert_nothing_earned(labelled, [s.reward for s in scores], [s.correct for s in scores])
