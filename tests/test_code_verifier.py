@@ -160,9 +160,9 @@ def test_a_program_cannot_rebind_the_guard_names_of_later_tests():
 
 def test_the_guard_collects_every_reported_value():
     read_fd, write_fd = os.pipe()
-    lines = [b'{"expect": 0, "value": "1"}\n', b'{"expect": true, "value": "1"}\n', b'{"expect": 1, "value": 2}\n',
-             b'{"test": 0, "passed": true}\n', b'{"expect": 0, "value": "2"}\n', b'{"done": 1}\n',
-             b'{"expect": 2, "value": "3"}\n']
+    lines = [b'{"expect": 0, "value": "1"}\n', b'{"expect": true, "value": "1"}\n',
+             b'{"expect": 1, "value": 2}\n', b'{"test": 0, "passed": true}\n',
+             b'{"expect": 0, "value": "2"}\n', b'{"done": 1}\n', b'{"expect": 2, "value": "3"}\n']
     script = f"import os\nfor line in {lines!r}:\n    os.write({write_fd}, line)"
     child = subprocess.Popen([sys.executable, "-c", script], pass_fds=(write_fd,))
     os.close(write_fd)

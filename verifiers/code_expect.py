@@ -121,7 +121,7 @@ def _verdict(reports: list[str], want: object) -> str | None:
             got = decode(text)
         except ValueError as e:
             return f"AssertionError: {e}"
-        if not got == want:
+        if got != want:
             return f"AssertionError: got {text[:200]}"
     return None
 

@@ -25,7 +25,13 @@ from pathlib import Path
 
 from verifiers.base import VerifierError
 from verifiers.code_expect import hide_expected
-from verifiers.code_harness import NONCE_BYTES, RESULT_TAG, check_function, check_steps, test_names
+from verifiers.code_harness import (
+    NONCE_BYTES,
+    RESULT_TAG,
+    check_function,
+    check_steps,
+    test_names,
+)
 
 HARNESS_SOURCE = Path(__file__).with_name("code_harness.py").read_text()
 
