@@ -71,7 +71,8 @@ def test_hide_expected_rewrites_top_level_literal_asserts_only():
     assert hide_expected(check, lambda tree: tree.body[0].body) == (hidden, [(0, 2)])
 
 
-PLAIN = [0, -0.0, 1.5, -math.inf, math.inf, complex(1, math.inf), complex(math.nan, -1), "s\n'", b"\x00",
+PLAIN = [0, -0.0, 1.5, -math.inf, math.inf, complex(1, math.inf), complex(math.nan, -1), complex(0, math.nan),
+         complex(0, math.inf), "s\n'", b"\x00",
          bytearray(b"x"), bytearray(), None, True, [1, (2,)], {1: {2}}, set(), frozenset(), frozenset({1, 2}),
          {frozenset({1})}, range(3), range(1, 9, 2), {"a": [range(2), math.nan]}, 10 ** 100]
 

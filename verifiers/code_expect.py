@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections import defaultdict
 from collections.abc import Callable
 
 from verifiers.code_harness import EXPECT_NAME, MAX_VALUE_CHARS
@@ -34,12 +35,15 @@ _CALLS: dict[str, tuple[Callable, tuple[type, ...]]] = {
 }
 
 
-def literal(node: ast.expr) -> tuple[bool, object]:
-    """(True, value) when `node` is a literal ast.literal_eval reads, else (False, None)."""
+NOT_LITERAL = object()
+
+
+def literal(node: ast.expr) -> object:
+    """The value of `node` when it is a literal ast.literal_eval reads, else NOT_LITERAL."""
     try:
-        return True, ast.literal_eval(node)
+        return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, None
+        return NOT_LITERAL
 
 
 def _split_assert(statement: ast.stmt) -> tuple[ast.expr, object] | None:
@@ -49,10 +53,10 @@ def _split_assert(statement: ast.stmt) -> tuple[ast.expr, object] | None:
     test = statement.test
     if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
         return None
-    (left_literal, left), (right_literal, right) = literal(test.left), literal(test.comparators[0])
-    if right_literal and not left_literal:
+    left, right = literal(test.left), literal(test.comparators[0])
+    if left is NOT_LITERAL and right is not NOT_LITERAL:
         return test.left, right
-    if left_literal and not right_literal:
+    if right is NOT_LITERAL and left is not NOT_LITERAL:
         return test.comparators[0], left
     return None
 
@@ -129,12 +133,12 @@ def _verdict(reports: list[str], want: object) -> str | None:
 def judge_expected(tests: list[dict], values: object, expected: list[tuple[int, object]]) -> None:
     """Fail (in place) each test the harness reported passed whose expectations the reported `values`
     ([[j, repr], ...], from the sandbox, so untrusted) do not bear out; expected[j] = (test index, L)."""
-    reported: dict[int, list[str]] = {}
+    reported: defaultdict[int, list[str]] = defaultdict(list)
     for item in values if isinstance(values, list) else []:
         if isinstance(item, list) and len(item) == 2 and type(item[0]) is int and isinstance(item[1], str):
-            reported.setdefault(item[0], []).append(item[1])
+            reported[item[0]].append(item[1])
     for j, (k, want) in enumerate(expected):
         if tests[k]["passed"]:
-            why = _verdict(reported.get(j, []), want)
+            why = _verdict(reported[j], want)
             if why is not None:
                 tests[k].update(passed=False, error=why)
