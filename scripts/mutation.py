@@ -68,7 +68,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     **{f"verifiers/{m}.py": MATH_TESTS
        for m in ("math", "math_equiv", "math_parse", "math_normalize", "math_extract", "math_structure")},
     **{f"verifiers/{m}.py": CODE_TESTS
-       for m in ("code", "code_compare", "code_extract", "code_harness", "code_plan")},
+       for m in ("code", "code_compare", "code_expect", "code_extract", "code_harness", "code_plan")},
     "sandbox/capabilities.py": SANDBOX_TESTS,
     "sandbox/files.py": SANDBOX_TESTS,
     "sandbox/languages.py": SANDBOX_TESTS,

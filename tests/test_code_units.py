@@ -92,8 +92,10 @@ def test_mbpp_plan_and_its_setup_order():
     p = plan({"tests": ["assert f() == 1"], "test_imports": ["import a", "import b"], "setup": "S",
               "test_setup_code": "T"}, "CODE", "c", 7.5)
     assert p.kind == "mbpp" and p.program == "CODE" and p.language == "python" and p.cases == []
+    # the literal of a top-level `assert E == <literal>` stays on the host (code_expect)
     assert p.spec == {"kind": "mbpp", "program": "CODE", "setup": "import a\nimport b\nS\nT",
-                      "tests": ["assert f() == 1"], "deadline_seconds": 7.5}
+                      "tests": ["assert __rlvr_expect__(0, (f()))"], "deadline_seconds": 7.5}
+    assert p.expected == [(0, 1)] and p.names == ["test_0"]
     assert len(p.nonce) == harness.NONCE_BYTES and int(p.nonce, 16) >= 0
     assert plan({"test_list": ["assert 1"]}, "C", "python", 1.0).spec["setup"] == ""
     assert plan({"tests": ["assert 1"], "setup": ""}, "C", "python", 1.0).spec["setup"] == ""
@@ -110,8 +112,9 @@ def test_humaneval_plan():
     fields = {"entry_point": "f", "test": "def check(c):\n    assert c(1) == 2\n", "prompt": "def f(x):\n"}
     p = plan(fields, "    return x + 1\n", "python", 3.0)
     assert p.kind == "humaneval" and p.program == "def f(x):\n    return x + 1\n"
-    assert p.spec == {"kind": "humaneval", "program": p.program, "test": fields["test"], "entry_point": "f",
-                      "deadline_seconds": 3.0}
+    assert p.spec == {"kind": "humaneval", "program": p.program, "entry_point": "f", "deadline_seconds": 3.0,
+                      "test": "def check(c):\n    assert __rlvr_expect__(0, (c(1)))\n"}
+    assert p.expected == [(0, 2)] and p.names == ["assert c(1) == 2"]
     assert len(p.nonce) == harness.NONCE_BYTES
     assert plan({**fields, "prompt": None}, "X", "python", 3.0).program == "X"
     # entry_point wins over tests

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import pickle
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 import sandbox
 import verifiers
+from verifiers import code_harness as harness
 from verifiers.base import Sample, VerifierError
 from verifiers.code import CodeVerifier
 from verifiers.code_compare import same_output
+from verifiers.code_expect import decode, hide_expected, judge_expected
 from verifiers.code_extract import extract_program
 
 DATA = "/work/shared/data"
@@ -45,6 +49,142 @@ def humaneval_sample(row: dict, completion: str) -> Sample:
 def contest_row(name_prefix: str) -> dict:
     with open(f"{DATA}/code_contests/code_eval_code_contests.jsonl") as f:
         return next(r for r in map(json.loads, f) if json.loads(r["labels"])["name"].startswith(name_prefix))
+
+
+# ------------------------------------------------------------------ expected values kept on the host
+
+
+def test_hide_expected_rewrites_top_level_literal_asserts_only():
+    source = ("assert f(1) == [1, 'a']\nassert 2 == g(x)  # kept\nassert f(y) == y\nassert f() != 1\n"
+              "assert f() == 1 == 1\nif x:\n    assert f() == 3\nassert 1 == 1\nassert f(), 'm'\n"
+              "s = 'é'; assert h('é',\n    2) == {3: ('ü',)}, 'msg'\n")
+    out, found = hide_expected(source, lambda tree: tree.body, 5)
+    assert out == ("assert __rlvr_expect__(5, (f(1)))\nassert __rlvr_expect__(6, (g(x)))  # kept\n"
+                   "assert f(y) == y\nassert f() != 1\nassert f() == 1 == 1\nif x:\n    assert f() == 3\n"
+                   "assert 1 == 1\nassert f(), 'm'\ns = 'é'; assert __rlvr_expect__(7, (h('é',\n    2)))\n")
+    assert found == [(0, [1, "a"]), (1, 2), (9, {3: ("ü",)})]
+    assert hide_expected("assert f() == 1\r\nassert g() == 2\r\n", lambda tree: tree.body) == (
+        "assert __rlvr_expect__(0, (f()))\r\nassert __rlvr_expect__(1, (g()))\r\n", [(0, 1), (1, 2)])
+    assert hide_expected("assert (", lambda tree: tree.body) == ("assert (", [])
+    check = "def check(c):\n    assert c(1) == 2\n    for x in (1,):\n        assert c(x) == 2\n"
+    hidden = check.replace("assert c(1) == 2", "assert __rlvr_expect__(0, (c(1)))")
+    assert hide_expected(check, lambda tree: tree.body[0].body) == (hidden, [(0, 2)])
+
+
+PLAIN = [0, -0.0, 1.5, -math.inf, math.inf, complex(1, math.inf), complex(math.nan, -1), complex(0, math.nan),
+         complex(0, math.inf), "s\n'", b"\x00",
+         bytearray(b"x"), bytearray(), None, True, [1, (2,)], {1: {2}}, set(), frozenset(), frozenset({1, 2}),
+         {frozenset({1})}, range(3), range(1, 9, 2), {"a": [range(2), math.nan]}, 10 ** 100]
+
+
+@pytest.mark.parametrize("value", PLAIN, ids=repr)
+def test_decode_reads_back_every_plain_repr(value):
+    got = decode(repr(value))
+    assert type(got) is type(value) and repr(got) == repr(value)
+
+
+@pytest.mark.parametrize("text, why", [
+    ("f()", "unexpected call of f"), ("(lambda: 1)()", "unexpected call of an expression"),
+    ("__import__('os')", "unexpected call of __import__"), ("x", "unexpected name 'x'"),
+    ("bytearray(1000000000000)", "unexpected arguments of bytearray"),
+    ("frozenset(range(1000000000000))", "unexpected arguments of frozenset"),
+    ("frozenset({1}, {2})", "unexpected arguments of frozenset"),
+    ("range(1.5)", "unexpected arguments of range"),
+    ("range(1, 2, 3, 4)", "unexpected arguments of range"), ("set([1])", "unexpected arguments of set"),
+    ("set(**{})", "unexpected call of set"), ("1 +", "unreadable value (SyntaxError)"),
+    ("[" * 1000, "unreadable value (SyntaxError)"), ("9" * 5000, "unreadable value (SyntaxError)"),
+    ("'" + "x" * harness.MAX_VALUE_CHARS + "'", "value too long"), ("2 ** 3", "malformed node"),
+])
+def test_decode_refuses_what_is_no_plain_repr(text, why):
+    with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
+        decode(text)
+    assert decode("'" + "x" * (harness.MAX_VALUE_CHARS - 2) + "'") == "x" * (harness.MAX_VALUE_CHARS - 2)
+
+
+def test_judge_expected_needs_every_reported_value_equal():
+    tests = [{"passed": True}, {"passed": True}, {"passed": False, "error": "E"}, {"passed": True},
+             {"passed": True}, {"passed": True}]
+    expected = [(0, 3), (1, [1]), (2, 5), (3, 7), (3, 8), (4, 1.0), (5, "x")]
+    values = [[0, "3"], [0, "3"], [1, "[1]"], [1, "[2]"], [2, "5"], [3, "7"], [True, "8"], ["4", "8"], [4],
+              [5, "True"], [6, "x"], 7]
+    judge_expected(tests, values, expected)
+    assert tests == [{"passed": True}, {"passed": False, "error": "AssertionError: got [2]"},
+                     {"passed": False, "error": "E"},
+                     {"passed": False, "error": "AssertionError: no value was reported"},
+                     {"passed": True},  # True == 1.0, as the assert itself would have it
+                     {"passed": False, "error": "AssertionError: unexpected name 'x'"}]
+    unreported = [{"passed": True}, {"passed": True}]
+    judge_expected(unreported, {"0": "1"}, [(0, 1)])
+    assert unreported == [{"passed": False, "error": "AssertionError: no value was reported"},
+                          {"passed": True}]
+
+
+def _run(spec: dict) -> list[dict]:
+    reports = []
+    harness.run_tests(spec, reports.append)
+    sys.modules.pop("solution", None)
+    return reports
+
+
+def test_the_harness_reports_plain_values_of_hidden_asserts():
+    n = harness.MAX_VALUE_CHARS - 2  # the longest str whose repr may be reported
+    spec = {"kind": "mbpp", "program": "class A:\n    pass\ndef f(x):\n    return x + 1",
+            "setup": "assert f(1) == 2\nK = 2",
+            "tests": ["assert __rlvr_expect__(0, (f(K)))", "assert __rlvr_expect__(1, (A()))",
+                      f"assert __rlvr_expect__(2, ('x' * {n + 1}))",
+                      f"assert __rlvr_expect__(3, ('x' * {n}))"]}
+    reports = _run(spec)
+    assert reports[:4] == [{"expect": 0, "value": "3"}, {"test": 0, "name": "test_0", "passed": True},
+                           {"test": 1, "name": "test_1", "passed": False,
+                            "error": "AssertionError: refused to report a A"},
+                           {"test": 2, "name": "test_2", "passed": False,
+                            "error": f"AssertionError: value too long to report ({n + 3} characters)"}]
+    assert reports[4:] == [{"expect": 3, "value": repr("x" * n)},
+                           {"test": 3, "name": "test_3", "passed": True}, {"done": 4}]
+
+
+REBINDS = ("import sys\ndef f(x):\n    sys._getframe(1).f_globals['__rlvr_compare__'] = lambda *a: True\n"
+           "    globals()['__rlvr_truth__'] = lambda *a: True\n    return 0\n"
+           "__rlvr_compare__ = lambda *a: True")
+
+
+def test_a_program_cannot_rebind_the_guard_names_of_later_tests():
+    """Rebinding a guard name in the program's namespace reaches no test; rebinding it in the tests'
+    namespace (through a caller's frame) reaches no later test, nor, in HumanEval, a later step."""
+    mbpp = _run({"kind": "mbpp", "program": REBINDS, "tests": ["assert f(1) == 5", "assert f(2) == 7",
+                                                              "assert f(3) or __rlvr_truth__(0)"]})
+    assert [r.get("passed") for r in mbpp] == [False, False, False, None]
+    check = "def check(candidate):\n    assert candidate(1) == 5\n    assert candidate(2) == 7\n"
+    humaneval = _run({"kind": "humaneval", "program": REBINDS, "test": check, "entry_point": "f"})
+    assert [r.get("passed") for r in humaneval] == [False, False, None]
+
+
+def test_the_guard_collects_every_reported_value():
+    read_fd, write_fd = os.pipe()
+    lines = [b'{"expect": 0, "value": "1"}\n', b'{"expect": true, "value": "1"}\n',
+             b'{"expect": 1, "value": 2}\n', b'{"test": 0, "passed": true}\n',
+             b'{"expect": 0, "value": "2"}\n', b'{"done": 1}\n', b'{"expect": 2, "value": "3"}\n']
+    script = f"import os\nfor line in {lines!r}:\n    os.write({write_fd}, line)"
+    child = subprocess.Popen([sys.executable, "-c", script], pass_fds=(write_fd,))
+    os.close(write_fd)
+    try:
+        reports, done, _ = harness._collect(read_fd, child.pid, time.monotonic() + 10)
+    finally:
+        child.wait()
+        os.close(read_fd)
+    assert reports == [{"expect": 0, "value": "1"}, {"test": 0, "passed": True}, {"expect": 0, "value": "2"}]
+    assert done
+
+
+def test_a_wrong_value_fails_on_the_host_and_the_literal_stays_there():
+    v = CodeVerifier()
+    sample = Sample(completion=fenced("def add(a, b):\n    return a - b"),
+                    fields={"tests": ["assert add(5, 5) == 10", "assert add(5, 0) == 5"]})
+    prepared = v._prepare(sample)
+    assert "10" not in json.dumps(prepared.jobs[0].files) and prepared.plan.expected == [(0, 10), (1, 5)]
+    score = v.verify(sample)
+    assert score.reward == 0.5 and score.details["tests"][0] == {
+        "name": "test_0", "passed": False, "error": "AssertionError: got 0"}
 
 
 # ------------------------------------------------------------------ MBPP

