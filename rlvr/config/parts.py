@@ -46,6 +46,17 @@ class ArithConfig:
 
 
 @dataclass
+class PyfuncConfig:
+    """The built-in `pyfunc` task: small Python functions from input/output examples, checked by hidden
+    asserts in the sandbox; deterministic by seed (rlvr.data.tasks.pyfunc)."""
+
+    families: list[str] = field(default_factory=lambda: ["int", "str", "list"])  # argument types
+    train_size: int = 2000
+    test_size: int = 256
+    seed: int = 0
+
+
+@dataclass
 class FieldsConfig:
     """Which field of a data row holds what. Unused ones are ignored."""
 
@@ -59,7 +70,7 @@ class FieldsConfig:
 
 @dataclass
 class DataConfig:
-    # 'arith', 'gsm8k', 'math500', 'humaneval', 'hh-rlhf', a local .jsonl/.json/.jsonl.gz/.parquet file,
+    # 'arith', 'pyfunc', 'gsm8k', 'math500', 'humaneval', 'hh-rlhf', a local .jsonl/.json/.jsonl.gz/.parquet file,
     # or a hub data set name.
     source: str = "arith"
     split: str = "train"
@@ -74,6 +85,7 @@ class DataConfig:
     eval_samples: int | None = None
     on_bad_row: Literal["error", "skip"] = "error"
     arith: ArithConfig = field(default_factory=ArithConfig)
+    pyfunc: PyfuncConfig = field(default_factory=PyfuncConfig)
 
 
 @dataclass
@@ -195,6 +207,7 @@ def validate_sections(cfg) -> None:
         check_ranges(data, "data", {"max_samples": ">=1", "eval_samples": ">=0"})
         check_ranges(data.arith, "data.arith", {"operands": ">=1", "digits": ">=1", "train_size": ">=1",
                                                 "test_size": ">=0", "seed": "seed"})
+        check_ranges(data.pyfunc, "data.pyfunc", {"train_size": ">=1", "test_size": ">=0", "seed": "seed"})
     if gen is not None:
         check_ranges(gen, "generation", {"temperature": ">=0", "top_p": "(0,1]", "top_k": ">=0",
                                          "max_new_tokens": ">=1", "seed": "seed", "batch_size": ">=1"})

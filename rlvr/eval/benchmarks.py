@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Judge] = {
     "math": Judge("math"),
     "humaneval": Judge("code", workers=0),
     "mbpp": Judge("code", workers=0),
+    # the quickstart's code task: the completion is the bare body expression (no fence), as in its reward
+    "pyfunc": Judge("code", {"extract": "raw", "timeout": 2, "memory_mb": 256}, workers=0),
 }
 
 # Row fields that results are broken down by, when a data set has them (MATH-500: subject and level).
