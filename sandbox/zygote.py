@@ -174,7 +174,7 @@ def _read_exact(fd: int, size: int) -> bytearray:
 def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
     """Run one job whose stdin (`stdin_size` bytes) follows on `control`; the answer the host turns into
     a Result."""
-    code = None
+    code, t0 = None, time.monotonic()
     for name, (data, mode) in job["files"].items():
         path = os.path.join(WORKDIR, name)
         content = base64.b64decode(data)
@@ -188,6 +188,7 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
     pid = os.fork()
     if pid == 0:
         _job_child(job, code, pipes[0][0], pipes[1][1], pipes[2][1])
+    forked = time.monotonic()
     for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
         os.close(fd)
     stdin_w, out_r, err_r = pipes[0][1], pipes[1][0], pipes[2][0]
@@ -238,7 +239,8 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
     if status is None:
         os.kill(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
-    wall = time.monotonic() - start
+    ended = time.monotonic()
+    wall = ended - start
     stdin[:] = bytes(len(stdin))  # nor does a later job's child find it
     # Like a cold run's namespace ending with its program: nothing of the job outlives it.
     _kill_all_but_me()
@@ -255,7 +257,10 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
             pass
     _wipe(WORKDIR)
     _wipe(SHM)
+    timing = {"write files": start - t0, "fork": forked - start, "child (fork to exit)": ended - forked,
+              "kill + wipe": time.monotonic() - ended}
     return {
+        "timing": timing,
         # Whatever could not be wiped would reach the next job: then this server must not serve again.
         "retire": bool(os.listdir(WORKDIR) or os.listdir(SHM)),
         "exit_code": _exit_code(status), "killed_for": killed_for, "wall_seconds": wall,

@@ -33,3 +33,31 @@ def test_trl_grpo_benchmark_trains_both_and_judges_both(tmp_path):
         assert (Path(data[side]["model"]) / "model.safetensors").is_file()
     assert data["speed_ratio"] > 0
     assert "rlvr / TRL rollouts per second" in results.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="the 'before' side is a git worktree of this checkout")
+def test_code_reward_benchmark_runs_both_sides_and_reports_phases(tmp_path):
+    import sandbox
+
+    if sandbox.capabilities().best_backend is None:
+        pytest.skip("no namespace backend on this machine")
+    out = tmp_path / "code_reward.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_code_reward.py"), "--limit", "2", "--samples", "3",
+           "--rounds", "1", "--chunk", "4", "--before", "HEAD", "--out", str(out)]
+    proc = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["programs_per_round"] == 6 and data["same_rewards"]
+    for kind in ("distinct", "repeats"):
+        for side in ("before", "after"):
+            assert data[kind][side]["programs_per_second"] > 0
+            assert data[kind][side]["correct"] == 2  # each problem's canonical solution; the rest are broken
+        assert data[kind]["ratio_after_over_before"] > 0
+    assert set(data["startup_seconds"]) == {"before", "after"}
+    after = data["phases_ms_per_program"]["after"]
+    for phase in ("host prepare (extract, plan, job)", "  host wait", "  server child (fork to exit)",
+                  "total (one program at a time)"):
+        assert after[phase] > 0, phase
+    assert "| phase (ms per program) | before | after |" in proc.stdout

@@ -255,3 +255,109 @@ def test_a_harness_run_that_did_not_end_ok_confirms_nothing():
         s = CodeVerifier(reward="all")._score(mbpp_plan(), [result(status, harness_line(PASS3))])
         assert (s.correct, s.reward, s.details["passed"]) == (False, 0.0, False)
         assert s.reason == f"3/3 tests passed ({status.value})"
+
+
+# ------------------------------------------------------------------ batching, budget, dedupe, timeouts
+
+needs_warm = pytest.mark.skipif(not sandbox.warm.supported(sandbox.Isolation()), reason="no warm sandboxes here")
+RANDOM = {"tests": ["assert f() == 0"]}  # passes half the time: f is a coin
+
+
+def coin(n: int, **options) -> list:
+    v = CodeVerifier(**options)
+    try:
+        return v.verify_batch([Sample(completion="import random\nf = lambda: random.randrange(2)\n",
+                                      fields=RANDOM)] * n)
+    finally:
+        v.close()
+
+
+def test_identical_samples_run_once_and_get_copies_of_the_score():
+    scores = coin(16)
+    assert len({s.reward for s in scores}) == 1  # one verdict for the batch (2^-15 by chance)
+    scores[0].details["tests"][0]["name"] = "changed"
+    assert scores[1].details["tests"][0]["name"] == "test_0"  # a copy, not the same object
+    assert len({s.reward for s in coin(16, dedupe=False)}) == 2  # each copy ran (2^-15 by chance)
+
+
+def test_dedupe_tells_samples_apart_by_completion_prompt_and_fields():
+    v = CodeVerifier(extract="raw")
+    check = "def check(candidate):\n    assert candidate() == 1\n"
+    base = Sample(prompt="def f():\n", completion="    return 1\n", fields={"test": check, "entry_point": "f"})
+    others = [Sample(base.prompt, "    return 2\n", fields=base.fields),
+              Sample("def f():\n    return 2\n", base.completion, fields=base.fields),
+              Sample(base.prompt, base.completion, fields={**base.fields, "test": check.replace("1", "2")})]
+    try:
+        assert [s.reward for s in v.verify_batch([base, *others, base])] == [1.0, 0.0, 0.0, 0.0, 1.0]
+    finally:
+        v.close()
+
+
+def test_set_concurrency_sizes_the_sandbox_pool_and_warmup_starts_it():
+    v = CodeVerifier()
+    v.set_concurrency(3)
+    v.warmup()
+    try:
+        assert v._pool.workers == 3
+        if sandbox.warm.supported(sandbox.Isolation()):
+            assert sum(map(len, v._pool._idle.values())) == 3  # started before any sample
+    finally:
+        v.close()
+    v = CodeVerifier(workers=2)  # the option, when given, wins
+    v.set_concurrency(5)
+    try:
+        assert v._sandbox_pool().workers == 2
+    finally:
+        v.close()
+
+
+@pytest.mark.parametrize("code_timeout, reward_timeout, refused", [
+    (None, 5.0, True), (None, 11.0, True), (None, 11.5, False), (2, 3.0, True), (2, 3.01, False), (2, 5.0, False),
+])
+def test_a_reward_timeout_that_would_kill_a_slow_program_is_refused(code_timeout, reward_timeout, refused):
+    from rlvr.config.rl import RewardConfig, VerifierSpec, check_reward
+    from rlvr.errors import UserError
+
+    options = {"extract": "raw"} if code_timeout is None else {"timeout": code_timeout}
+    reward = RewardConfig(verifiers=[VerifierSpec(name="math"), VerifierSpec(name="code", options=options)],
+                          timeout=reward_timeout)
+    if refused:
+        with pytest.raises(UserError, match=r"^reward\.timeout: .* reward\.verifiers\[1\]\.options\.timeout "):
+            check_reward(reward)
+    else:
+        check_reward(reward)
+
+
+def test_the_rl_path_scores_code_in_batches_as_in_process(monkeypatch):
+    """Rollouts.score -> VerifierPool -> CodeVerifier.verify_batch (one chunk, N sandboxes) agrees with
+    verify_batch in this process; the pool's sandbox budget is this rank's share of the machine."""
+    from types import SimpleNamespace
+
+    import verifiers
+    from rlvr.config.rl import RewardConfig, VerifierSpec
+    from rlvr.generation.base import Sample as Generated
+    from rlvr.rollouts import Rollouts
+    from verifiers.pool import machine_cpus
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    spec = [{"name": "code", "options": {"extract": "raw", "reward": "share", "timeout": 2, "memory_mb": 256}}]
+    rows = [{"prompt": "def f(x):\n    return ", "test": "def check(candidate):\n assert candidate(1) == 2\n"
+             " assert candidate(3) == 4\n", "entry_point": "f"}]
+    texts = ["x + 1", "x * 2", "x + 1", "1 / 0", "2"]
+    rollouts = object.__new__(Rollouts)
+    rollouts.cfg = SimpleNamespace(reward=RewardConfig(verifiers=[VerifierSpec(name="code", options=spec[0]["options"])],
+                                                       workers=1, timeout=5.0))
+    rollouts.part_names, rollouts._pool, rollouts._verifier = ["code"], None, verifiers.compose(spec)
+    samples = [Generated(prompt="", prompt_ids=[], response_ids=[], text=t, logprobs=[], finish_reason="stop")
+               for t in texts]
+    try:
+        rollouts.score(samples, rows)
+        assert rollouts.pool.batched and rollouts.pool.n_workers == 1
+        assert rollouts.pool.cpus_per_worker == max(1, machine_cpus() // 2)
+    finally:
+        rollouts.pool.close()
+    local = verifiers.compose(spec)
+    expected = local.verify_batch([verifiers.Sample.from_row(rows[0], t) for t in texts])
+    local.close()
+    assert [(s.reward, s.correct) for s in samples] == [(e.reward, e.correct) for e in expected]
+    assert [s.reward for s in samples] == [1.0, 0.5, 1.0, 0.0, 0.5]

@@ -149,3 +149,46 @@ def test_a_batching_verifier_gets_whole_chunks_and_a_failure_costs_its_chunk():
 def test_a_timeout_that_would_not_fire_is_refused(timeout):
     with pytest.raises(ValueError, match="timeout must be > 0"):
         VerifierPool(Hostile(), workers=1, timeout=timeout)
+
+
+class Concurrency(Verifier):
+    """Reports the CPU share it was given, and what it had when it warmed up."""
+
+    name = "concurrency"
+    defaults = {}
+
+    def set_concurrency(self, cpus):
+        self.cpus = cpus
+
+    def warmup(self):
+        self.at_warmup = getattr(self, "cpus", None)
+
+    def verify(self, sample):
+        return Score(reward=1.0, details={"cpus": self.cpus, "at_warmup": self.at_warmup, "pid": os.getpid()})
+
+
+def test_the_cpu_budget_is_divided_among_the_workers_before_they_warm_up():
+    with VerifierPool(Concurrency(), workers=2, timeout=5.0, cpus=7) as p:
+        scores = p.score([Sample(completion=str(i)) for i in range(8)])
+    assert {(s.details["cpus"], s.details["at_warmup"]) for s in scores} == {(3, 3)}  # 7 // 2
+    with VerifierPool(Concurrency(), workers=3, timeout=5.0, cpus=2) as p:  # never below one
+        assert p.score([Sample(completion="1")])[0].details["cpus"] == 1
+    in_process = Concurrency()
+    VerifierPool(in_process, workers=0, cpus=5)
+    assert in_process.cpus == 5
+    from verifiers.pool import machine_cpus
+
+    VerifierPool(in_process, workers=0)  # default: the CPUs this process may use
+    assert in_process.cpus == machine_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_a_rank_gets_its_share_of_the_machine(monkeypatch):
+    from rlvr.rollouts import rank_cpus
+    from verifiers.pool import machine_cpus
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert rank_cpus() == max(1, machine_cpus() // 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(10 * machine_cpus()))
+    assert rank_cpus() == 1
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert rank_cpus() == machine_cpus()

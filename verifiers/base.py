@@ -75,6 +75,11 @@ class Verifier:
     def verify_batch(self, samples: list[Sample]) -> list[Score]:
         return [self.verify(s) for s in samples]
 
+    def set_concurrency(self, cpus: int) -> None:
+        """The CPUs this verifier may keep busy at once (its share of the machine: a VerifierPool divides
+        its budget among its workers). A verifier that starts processes of its own (the code sandbox)
+        sizes them by it, before its first use; the others ignore it."""
+
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({opts})"
@@ -167,6 +172,10 @@ class Composite(Verifier):
         self.batched = any(getattr(p.verifier, "batched", False) for p in parts)
         gates = {p.gate for p in parts if p.gate}
         self.main = next((p.key for p in parts if p.key not in gates), parts[0].key)
+
+    def set_concurrency(self, cpus: int) -> None:
+        for p in self.parts:
+            p.verifier.set_concurrency(cpus)
 
     def warmup(self) -> None:
         """Load what the parts load up front (a reward model), not inside the first sample's timeout."""

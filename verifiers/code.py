@@ -14,14 +14,24 @@ Options:
 - memory_mb (512): address-space limit per process (a sample's `memory_mb` field overrides it).
 - float_tolerance (None): stdin/stdout tokens that are numbers may differ by t * max(1, |expected|).
 - max_cases (0): use at most this many stdin/stdout cases (0: all).
-- workers (0): concurrent sandbox runs in verify_batch (0: one per CPU).
+- workers (0): concurrent sandbox runs in verify_batch (0: the verifier's share of the machine, which a
+  VerifierPool sets through set_concurrency; one per CPU otherwise).
 - max_completion_chars (100000): longer completions are refused without running them.
 - allow_weaker_isolation (False): run even when namespaces are unavailable (trusted code only).
 - warm (True): run Python in resident sandboxes (sandbox.warm: same isolation, fork instead of a new
   interpreter and namespace per program); False starts a cold sandbox per run.
+- dedupe (True): in one verify_batch, a sample identical to an earlier one (same completion, prompt and
+  fields) is run once and gets a copy of its score. A program that uses randomness (or the clock) thus
+  gets one verdict per batch instead of one per copy, which is what a reward wants from a group of
+  identical answers; set False to run every copy.
+
+The verifier batches (`batched = True`): a VerifierPool worker hands it whole chunks, which run
+`workers` programs at a time. `warmup()` starts those warm sandboxes before the pool reports ready, so
+their start-up never counts against a sample's timeout.
 """
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import weakref
@@ -37,6 +47,9 @@ from verifiers.code_plan import HARNESS_SOURCE, Plan, harness_result, plan
 # The guard stops the tests this share of the wall time (at most 2 s) before the sandbox's own deadline,
 # to report in time even on a loaded machine.
 GUARD_MARGIN_SHARE, GUARD_MARGIN_MAX_SECONDS = 0.25, 2.0
+# A VerifierPool's per-sample timeout (reward.timeout in RL) must exceed the sandbox's wall time by this:
+# the sandbox's own start, kill and wipe, on a loaded machine (rlvr/config/rl.py checks it).
+POOL_MARGIN_SECONDS = 1.0
 
 
 TIMED_OUT = "timeout before this test ended"
@@ -51,6 +64,14 @@ class _Prepared:
     failure: Score | None = None
 
 
+def _identity(sample: Sample) -> object:
+    """Equal for samples that must get the same score: same completion, prompt and fields."""
+    try:
+        return json.dumps([sample.completion, sample.prompt, sample.fields], sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # fields that JSON cannot order: never a duplicate
+        return object()
+
+
 def _fail(reason: str, status: str = "not_run", tests: list | None = None) -> Score:
     return Score(reward=0.0, correct=False, reason=reason,
                  details={"passed": False, "status": status, "tests": tests or [], "tests_passed": 0,
@@ -59,6 +80,7 @@ def _fail(reason: str, status: str = "not_run", tests: list | None = None) -> Sc
 
 class CodeVerifier(Verifier):
     name = "code"
+    batched = True
     defaults = {
         "reward": "share",
         "extract": "last_block",
@@ -72,6 +94,7 @@ class CodeVerifier(Verifier):
         "max_completion_chars": 100_000,
         "allow_weaker_isolation": False,
         "warm": True,
+        "dedupe": True,
     }
 
     def __init__(self, **options) -> None:
@@ -87,13 +110,28 @@ class CodeVerifier(Verifier):
         return self.verify_batch([sample])[0]
 
     def verify_batch(self, samples: list[Sample]) -> list[Score]:
-        prepared = [self._prepare(s) for s in samples]
+        first: dict = {}  # identity of a sample -> index of its first copy in this batch
+        source = [first.setdefault(_identity(s), i) if self.dedupe else i for i, s in enumerate(samples)]
+        unique = [i for i, j in enumerate(source) if i == j]
+        prepared = [self._prepare(samples[i]) for i in unique]
         pool = self._sandbox_pool()
         self._build_compiled(prepared, pool)
         results = iter(list(pool.map([job for p in prepared for job in p.jobs])))
-        return [p.failure or self._score(p.plan, [next(results) for _ in p.jobs]) for p in prepared]
+        scores = dict(zip(unique, (p.failure or self._score(p.plan, [next(results) for _ in p.jobs])
+                                   for p in prepared)))
+        return [scores[i] if i == j else copy.deepcopy(scores[j]) for i, j in enumerate(source)]
 
     # ---------------------------------------------------------------- the sandbox pool
+
+    def set_concurrency(self, cpus: int) -> None:
+        """Programs in flight when the `workers` option is 0; takes effect when the sandbox pool starts."""
+        self._concurrency = max(1, int(cpus))
+
+    def warmup(self) -> None:
+        """Start the sandbox pool and its warm sandboxes now (a VerifierPool worker calls this before it
+        reports ready), so the first programs do not wait for them."""
+        isolation = sandbox.Isolation(allow_weaker=self.allow_weaker_isolation)
+        self._sandbox_pool().warm_up(isolation=isolation)
 
     def _sandbox_pool(self) -> sandbox.Pool:
         """One pool per verifier per process, kept across calls so that its warm sandboxes serve every
@@ -103,7 +141,8 @@ class CodeVerifier(Verifier):
             with _POOL_LOCK:
                 pool = self.__dict__.get("_pool")
                 if pool is None:
-                    pool = self._pool = sandbox.Pool(self.workers or None, warm=self.warm)
+                    size = self.workers or self.__dict__.get("_concurrency")
+                    pool = self._pool = sandbox.Pool(size, warm=self.warm)
                     weakref.finalize(self, pool.close)
         return pool
 

@@ -13,6 +13,7 @@ restart after a timeout costs a fork, not a fresh sympy import.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
@@ -26,7 +27,15 @@ STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its verifier
 BATCH_CHUNK = 256  # samples per message to a verifier that batches
 
 
-def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None) -> None:
+def machine_cpus() -> int:
+    """CPUs this process may run on (its affinity, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None, cpus: int) -> None:
     # Ctrl-C reaches the whole foreground process group: the parent turns it into its one-line exit and
     # closes the pool; a worker's own KeyboardInterrupt would only add a traceback per worker. A worker
     # whose parent is gone without closing it still ends: its pipe reads EOF.
@@ -36,6 +45,9 @@ def _worker_main(conn: Connection, verifier: Verifier, memory_mb: int | None) ->
 
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    set_concurrency = getattr(verifier, "set_concurrency", None)
+    if callable(set_concurrency):
+        set_concurrency(cpus)
     warmup = getattr(verifier, "warmup", None)
     if callable(warmup):
         warmup()
@@ -62,9 +74,9 @@ class _Worker:
     result arrived (or the chunk was sent), so each sample gets the full timeout.
     """
 
-    def __init__(self, ctx: Any, verifier: Verifier, memory_mb: int | None) -> None:
+    def __init__(self, ctx: Any, verifier: Verifier, memory_mb: int | None, cpus: int) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, verifier, memory_mb), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, verifier, memory_mb, cpus), daemon=True)
         self.proc.start()
         child.close()
         self.ready = False
@@ -90,7 +102,10 @@ class VerifierPool:
     `workers=0` runs in-process (no hard timeout; exceptions are still caught) for debugging.
     A verifier with `batched = True` gets whole chunks (up to BATCH_CHUNK samples) in one verify_batch
     call, with `timeout` per sample for the chunk, and a timeout costs the whole chunk.
-    `memory_mb` optionally caps each worker's address space. Thread-safe: calls are serialized.
+    `memory_mb` optionally caps each worker's address space. `cpus` (default: this machine's, see
+    machine_cpus) is the budget of concurrent work the workers share: each worker's verifier gets
+    `cpus // workers` (at least 1) through `set_concurrency`, so a verifier with processes of its own (the
+    code sandbox) never starts cpus x workers of them. Thread-safe: calls are serialized.
     As with any forkserver/spawn pool, a script that creates one needs the `if __name__ == "__main__":`
     guard (workers re-import the main module).
     """
@@ -102,6 +117,7 @@ class VerifierPool:
         timeout: float = 5.0,
         start_method: str = "forkserver",
         memory_mb: int | None = None,
+        cpus: int | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
@@ -111,6 +127,9 @@ class VerifierPool:
             raise ValueError(f"start_method must be 'forkserver' or 'spawn' (fork is unsafe), got {start_method!r}")
         self.verifier, self.timeout, self.memory_mb = verifier, float(timeout), memory_mb
         self.n_workers = workers
+        self.cpus_per_worker = max(1, (cpus or machine_cpus()) // max(workers, 1))
+        if workers == 0 and callable(getattr(verifier, "set_concurrency", None)):
+            verifier.set_concurrency(self.cpus_per_worker)
         self.batched = bool(getattr(verifier, "batched", False))
         self._ctx = mp.get_context(start_method)
         if start_method == "forkserver":
@@ -120,7 +139,7 @@ class VerifierPool:
         self.restarts = 0
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._ctx, self.verifier, self.memory_mb)
+        return _Worker(self._ctx, self.verifier, self.memory_mb, self.cpus_per_worker)
 
     def score(self, samples: list[Sample]) -> list[Score]:
         """Scores in input order; never raises for a verifier's hang, crash or exception."""

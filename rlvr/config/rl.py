@@ -120,6 +120,29 @@ class RLConfig:
 def check_reward(reward: RewardConfig) -> None:
     check_ranges(reward, "reward", {"workers": ">=0", "timeout": ">0", "clip": ">0",
                                     "overlong_buffer": ">=1"})
+    check_code_timeouts(reward)
+
+
+def check_code_timeouts(reward: RewardConfig) -> None:
+    """reward.timeout (the verifier pool's hard limit per sample) must leave a code part's program its whole
+    sandbox time plus a margin: otherwise a slow program gets the pool worker SIGKILLed, and with it every
+    warm sandbox it holds, instead of a sandbox timeout with the tests it passed."""
+    from rlvr.errors import UserError
+
+    for i, spec in enumerate(reward.verifiers):
+        if spec.name != "code":
+            continue
+        from verifiers.code import POOL_MARGIN_SECONDS, CodeVerifier
+
+        try:
+            program = float((spec.options or {}).get("timeout") or CodeVerifier.defaults["timeout"])
+        except (TypeError, ValueError):
+            continue  # the verifier names a bad option itself
+        least = program + POOL_MARGIN_SECONDS
+        if not reward.timeout > least:
+            raise UserError(f"reward.timeout: {reward.timeout:g} s is not above reward.verifiers[{i}]"
+                            f".options.timeout ({program:g} s) + {POOL_MARGIN_SECONDS:g} s: a slower program "
+                            f"would get the verifier worker killed; set reward.timeout above {least:g}")
 
 
 KINDS = {"rl": RLConfig}
