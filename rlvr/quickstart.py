@@ -73,14 +73,17 @@ def rl_config(out: Path, seed: int, operands: int, digits: int, ops: str, steps:
 
 
 # ---- --task code: pyfunc, judged by the code verifier -----------------------------------------------
-CODE_SFT_EXAMPLES = 1000  # demonstrations (stub + the body's expression)
-CODE_RL_PROMPTS = 8000
+CODE_SFT_EXAMPLES = 2000  # demonstrations (stub + the body's expression)
+CODE_RL_PROMPTS = 6000
+# SFT demonstrates half of the training functions; RL practises on the other half, functions the SFT model
+# has never seen (as the held-out ones are), so that RL rewards reading the examples, not recalling.
+DEMONSTRATED, PRACTISED = [0.0, 0.5], [0.5, 1.0]
 CODE_TEST_SIZE = 256  # held-out problems (each one a sandbox run per evaluation)
-CODE_SFT_STEPS, CODE_RL_STEPS = 250, 100
+CODE_SFT_STEPS, CODE_RL_STEPS = 300, 100
 # The reward and the judge of both stages: the program (stub + completion) against the hidden asserts.
 CODE_REWARD = {"verifiers": [{"name": "code", "options": {"extract": "raw", "reward": "share", "timeout": 2,
                                                           "memory_mb": 256}}],
-               "workers": 2, "timeout": 5}
+               "workers": 1, "timeout": 5}  # one verifier process, its sandboxes batched over the cores
 
 
 def code_model() -> dict:
@@ -96,7 +99,7 @@ def code_sft_config(out: Path, seed: int, steps: int) -> dict:
         "kind": "sft",
         "model": code_model(),
         "data": {"source": "pyfunc", "pyfunc": {"train_size": CODE_SFT_EXAMPLES, "test_size": CODE_TEST_SIZE,
-                                                "seed": seed}},
+                                                "train_functions": DEMONSTRATED, "seed": seed}},
         "generation": {"max_new_tokens": 24, "batch_size": 256},
         "reward": CODE_REWARD,
         "trainer": {"lr": 2e-3, "warmup_steps": 30, "max_steps": steps, "batch_size": 32,
@@ -106,19 +109,23 @@ def code_sft_config(out: Path, seed: int, steps: int) -> dict:
 
 
 def code_rl_config(out: Path, seed: int, steps: int, algorithm: str, seconds: float | None = None) -> dict:
+    from rlvr.data.tasks.pyfunc import MIN_SHAPE_FUNCTIONS
+
     critic = algorithm == "ppo"
     return {
         "kind": "rl",
         "model": {"name": str(out / "sft" / "final")},
+        # practice on the shapes held-out functions come from (not the memorised one-function shapes)
         "data": {"source": "pyfunc", "pyfunc": {"train_size": CODE_RL_PROMPTS, "test_size": CODE_TEST_SIZE,
-                                                "seed": seed}},
+                                                "train_functions": PRACTISED, "seed": seed,
+                                                "min_shape_functions": MIN_SHAPE_FUNCTIONS}},
         "generation": {"temperature": 1.0, "max_new_tokens": 24, "batch_size": 512},
         "reward": CODE_REWARD,
         "trainer": {"algorithm": algorithm, "max_steps": steps, "max_seconds": seconds, "prompts_per_step": 32,
                     "samples_per_prompt": 8, "minibatch_size": 128, "micro_batch_size": 128,
-                    "lr": 2e-4, "warmup_steps": 10, "critic_lr": 1e-3 if critic else 1e-4,
+                    "lr": 5e-4, "warmup_steps": 10, "critic_lr": 1e-3 if critic else 1e-4,
                     "kl_coef": 0.01 if critic else 0.0, "kl_in_reward": critic, "whiten_advantages": critic,
-                    "dynamic_sampling": algorithm in ("grpo", "dr_grpo", "rloo"),
+                    "dynamic_sampling": algorithm in ("grpo", "dr_grpo", "rloo"), "max_refill_rounds": 1,
                     "eval_every": max(steps // 4, 1), "seed": seed},
         "logging": {"out_dir": str(out / "rl"), "log_every": 1},
     }

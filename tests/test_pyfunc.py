@@ -59,6 +59,24 @@ def test_pyfunc_is_deterministic_and_disjoint_by_behaviour(splits):
     assert len(by_id) == len(pyfunc.functions())
 
 
+def test_demonstrated_and_practised_functions_are_disjoint_halves_of_the_training_functions():
+    demo = pyfunc.generate(dataclasses.replace(CFG, train_size=600, train_functions=[0.0, 0.5]), "train")
+    practice = pyfunc.generate(dataclasses.replace(CFG, train_size=600, train_functions=[0.5, 1.0]), "train")
+    many = {f.shape for f in pyfunc.functions() if pyfunc.in_test(f)}  # shapes with held-out functions
+    ids = [{r["fn_id"] for r in rows if r["shape"] in many} for rows in (demo, practice)]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    # a shape of one function (sorted(a)) is in both halves: RL could never discover it otherwise
+    shapes = [{r["shape"] for r in rows} for rows in (demo, practice)]
+    assert {"sorted(a)", "s.upper()", "len(s)"} <= shapes[0] & shapes[1]
+    assert shapes[0] == shapes[1]
+    everything = {f.fn_id for f in pyfunc.split_functions("train", list(pyfunc.FAMILIES))}
+    halves = [{f.fn_id for f in pyfunc.split_functions("train", list(pyfunc.FAMILIES), p)}
+              for p in ((0.0, 0.5), (0.5, 1.0))]
+    assert halves[0] | halves[1] == everything
+    with pytest.raises(UserError, match=r"data.pyfunc.train_functions: expected \[from, to\] with 0 <= from"):
+        pyfunc.generate(dataclasses.replace(CFG, train_functions=[0.5, 0.5]), "train")
+
+
 def test_hidden_tests_are_never_in_the_prompt_and_the_examples_are_right(splits):
     train, test = splits
     for row in train[:600] + test:
@@ -134,9 +152,9 @@ def test_pyfunc_plumbing_config_loading_and_held_out_split():
         config_from_dict({"kind": "sft", "data": {"source": "pyfunc", "pyfunc": {"test_size": -1}}})
     with pytest.raises(UserError, match="data.pyfunc.families: expected a non-empty list of int, str, list"):
         load_rows(DataConfig(source="pyfunc", pyfunc=PyfuncConfig(families=["int", "dict"])), "train")
-    # int problems: about 175 training functions x 28 example sets (0, 1 and two of 2..9), less ambiguous ones
-    with pytest.raises(UserError, match="data.pyfunc.train_size: 6000 is too many"):
-        pyfunc.generate(PyfuncConfig(families=["int"], train_size=6000), "train")
+    # held-out int problems: about 40 functions x 28 example sets (0, 1 and two of 2..9)
+    with pytest.raises(UserError, match="data.pyfunc.test_size: 2000 is too many distinct test problems"):
+        pyfunc.generate(PyfuncConfig(families=["int"], test_size=2000), "test")
     with pytest.raises(UserError, match="data.split: the pyfunc task has splits"):
         pyfunc.generate(CFG, "validation")
     assert DEFAULTS["pyfunc"].verifier == "code" and DEFAULTS["pyfunc"].options["extract"] == "raw"

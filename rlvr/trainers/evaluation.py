@@ -90,7 +90,10 @@ class VerifierJudge:
         import verifiers
 
         if self._pool is None:
-            self._pool = verifiers.VerifierPool(self.verifier, workers=self.workers, timeout=self.timeout)
+            from rlvr.rollouts import rank_cpus
+
+            self._pool = verifiers.VerifierPool(self.verifier, workers=self.workers, timeout=self.timeout,
+                                                cpus=rank_cpus())
         scores = self._pool.score([verifiers.Sample.from_row(r, s.text) for r, s in zip(rows, samples)])
         return [bool(score.correct) for score in scores]
 

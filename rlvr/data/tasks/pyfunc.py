@@ -10,7 +10,7 @@ check(candidate), `entry_point` is `f`), so the `code` verifier runs them in the
 hidden asserts use inputs that are not among the shown ones and live only in `test`, which no prompt is
 rendered from.
 
-Functions come from small grammars over three argument types (`families`): int (`x*a+b`, `x//a`, ...),
+Functions come from small grammars over three argument types (`families`): int (`x*a+b`, `a-x`, ...),
 str (`s[::-1]`, `s+'c'`, ...) and list (`sorted(a)`, `[v*k for v in a]`, ...). Functions are told apart
 by behaviour, not text: `fn_id` hashes a function's outputs on fixed probe inputs, so `x*2` and `x+x`
 are one function, and each function is demonstrated by the first text of the grammar that computes it.
@@ -52,28 +52,25 @@ class Function:
 
 def _shapes() -> dict[str, list[tuple[str, list[dict]]]]:
     """family -> [(shape, [parameter choices])]."""
-    digits, letters = range(1, 10), "abcdefghijklmnopqrstuvwxyz"
+    # Wide parameter ranges on purpose: a shape's functions are too many to memorise one by one, so a
+    # model learns to read the parameter off the examples (f(0) shows a of x+a), which is what a
+    # held-out function of the shape needs.
+    letters = "abcdefghijklmnopqrstuvwxyz"
     return {
-        "int": [("x+{a}", [{"a": a} for a in digits]),
-                ("x-{a}", [{"a": a} for a in digits]),
-                ("x*{a}", [{"a": a} for a in range(2, 10)]),
-                ("x*{a}+{b}", [{"a": a, "b": b} for a in range(2, 10) for b in digits]),
-                ("x*{a}-{b}", [{"a": a, "b": b} for a in range(2, 10) for b in digits]),
-                ("{a}-x", [{"a": a} for a in range(10)]),
-                ("x*x+{a}", [{"a": a} for a in range(10)]),
-                ("x//{a}", [{"a": a} for a in range(2, 10)]),
-                ("x%{a}", [{"a": a} for a in range(2, 10)])],
+        "int": [("x+{a}", [{"a": a} for a in range(1, 50)]),
+                ("x*{a}", [{"a": a} for a in range(2, 20)]),
+                ("{a}-x", [{"a": a} for a in range(50)]),
+                ("x*x+{a}", [{"a": a} for a in range(20)]),
+                ("x*{a}+{b}", [{"a": a, "b": b} for a in range(2, 10) for b in range(1, 20)])],
         "str": [("s[::-1]", [{}]), ("s.upper()", [{}]), ("s+s", [{}]), ("len(s)", [{}]),
-                ("s[{a}:]", [{"a": a} for a in range(1, 4)]),
-                ("s[:{a}]", [{"a": a} for a in range(1, 4)]),
                 ("s+'{c}'", [{"c": c} for c in letters]),
                 ("'{c}'+s", [{"c": c} for c in letters])],
         "list": [("sorted(a)", [{}]), ("a[::-1]", [{}]), ("sum(a)", [{}]), ("max(a)", [{}]),
-                 ("min(a)", [{}]), ("len(a)", [{}]), ("a[0]", [{}]), ("a[-1]", [{}]),
+                 ("min(a)", [{}]), ("len(a)", [{}]),
                  ("[v*{a} for v in a]", [{"a": a} for a in range(2, 10)]),
-                 ("[v+{a} for v in a]", [{"a": a} for a in digits]),
-                 ("a+[{a}]", [{"a": a} for a in range(10)]),
-                 ("[{a}]+a", [{"a": a} for a in range(10)])],
+                 ("[v+{a} for v in a]", [{"a": a} for a in range(1, 20)]),
+                 ("a+[{a}]", [{"a": a} for a in range(50)]),
+                 ("[{a}]+a", [{"a": a} for a in range(50)])],
     }
 
 
@@ -124,6 +121,11 @@ def functions() -> tuple[Function, ...]:
 
 
 @functools.lru_cache(maxsize=None)
+def shape_size(shape: str) -> int:
+    return sum(f.shape == shape for f in functions())
+
+
+@functools.lru_cache(maxsize=None)
 def test_ids() -> frozenset[str]:
     """The test functions: in each shape of at least MIN_SHAPE_FUNCTIONS functions, the TEST_SHARE of
     them (at least one) whose fn_id hashes lowest. Neither the seed nor the sizes move a function."""
@@ -140,8 +142,22 @@ def in_test(fn: Function) -> bool:
     return fn.fn_id in test_ids()
 
 
-def split_functions(split: str, families: list[str]) -> list[Function]:
-    return [f for f in functions() if f.family in families and in_test(f) == (split == "test")]
+def split_functions(split: str, families: list[str],
+                    part: tuple[float, float] = (0.0, 1.0)) -> list[Function]:
+    """The split's functions of `families`; for 'train', in each shape of at least MIN_SHAPE_FUNCTIONS
+    functions those whose hash rank within the shape falls in `part` [from, to) (smaller shapes whole)."""
+    chosen = [f for f in functions() if f.family in families and in_test(f) == (split == "test")]
+    if split == "test":
+        return chosen
+    out = []
+    for shape in dict.fromkeys(f.shape for f in chosen):
+        ranked = sorted((f for f in chosen if f.shape == shape),
+                        key=lambda f: hashlib.blake2b(f"part:{f.fn_id}".encode(), digest_size=8).digest())
+        if len(ranked) < MIN_SHAPE_FUNCTIONS:
+            out += ranked
+        else:
+            out += ranked[round(part[0] * len(ranked)) : round(part[1] * len(ranked))]
+    return out
 
 
 def draw_input(rng: random.Random, family: str):
@@ -192,14 +208,25 @@ def make_problem(rng: random.Random, fn: Function, seen: set[str]) -> dict | Non
 
 def generate(cfg, split: str) -> list[dict]:
     """`cfg.train_size` or `cfg.test_size` rows of split 'train' or 'test', distinct by prompt. Families
-    are drawn in turn, then a function of the split uniformly within the family."""
+    are drawn in turn, then a shape of the family, then a function of the split of that shape."""
     if split not in ("train", "test"):
         raise UserError(f"data.split: the pyfunc task has splits 'train' and 'test', got {split!r}")
     families = list(cfg.families)
     if not families or (bad := [f for f in families if f not in FAMILIES]):
         raise UserError(f"data.pyfunc.families: expected a non-empty list of {', '.join(FAMILIES)}, "
                         f"got {families}")
-    pools = {family: split_functions(split, [family]) for family in families}
+    part = cfg.train_functions
+    if (len(part) != 2 or not all(isinstance(x, (int, float)) for x in part)
+            or not 0 <= part[0] < part[1] <= 1):
+        raise UserError(f"data.pyfunc.train_functions: expected [from, to] with 0 <= from < to <= 1, "
+                        f"got {part}")
+    pools = {family: {} for family in families}
+    for fn in split_functions(split, families, tuple(part)):
+        if shape_size(fn.shape) >= cfg.min_shape_functions:
+            pools[fn.family].setdefault(fn.shape, []).append(fn)
+    if empty := [family for family, shapes in pools.items() if not shapes]:
+        raise UserError(f"data.pyfunc.min_shape_functions: no shape of family {empty[0]!r} has "
+                        f"{cfg.min_shape_functions} functions or more")
     want = cfg.train_size if split == "train" else cfg.test_size
     rng = random.Random(f"pyfunc-{cfg.seed}-{split}")
     seen: set[str] = set()
@@ -207,7 +234,8 @@ def generate(cfg, split: str) -> list[dict]:
     misses = 0
     while len(rows) < want:
         family = families[len(rows) % len(families)]
-        row = make_problem(rng, rng.choice(pools[family]), seen)
+        shape = rng.choice(sorted(pools[family]))
+        row = make_problem(rng, rng.choice(pools[family][shape]), seen)
         if row is None:
             misses += 1
             if misses > MAX_MISSES:
