@@ -55,16 +55,6 @@ def test_quickstart_writes_its_report_and_resumes(tmp_path):
     assert steps == sorted(set(steps)) == [1, 2]  # the finished run was not run or logged again
 
 
-def test_code_quickstart_grpo_learns_beyond_its_sft_model(tmp_path):
-    """`--task code`, shortened: SFT, then GRPO rewarded only by the code verifier in the sandbox, at least
-    +10 points of held-out pass rate (functions never trained on) over the SFT model. MEASURED_PLACEHOLDER"""
-    out = tmp_path / "qs"
-    run_rlvr("quickstart", "--task", "code", "--out", str(out), "--rl-steps", "CI_RL_STEPS", check=True,
-             timeout=600)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["rl_accuracy"] >= summary["sft_accuracy"] + 0.10, summary
-
-
 def test_code_quickstart_writes_its_report_and_resumes(tmp_path):
     out = tmp_path / "qs"
     args = ("quickstart", "--task", "code", "--out", str(out), "--sft-steps", "20", "--rl-steps", "2")

@@ -48,6 +48,7 @@ def test_pyfunc_is_deterministic_and_disjoint_by_behaviour(splits):
     # disjoint by what a function computes, whatever the seed: no held-out fn_id in either training set
     held = {r["fn_id"] for r in test}
     assert not held & ({r["fn_id"] for r in train} | {r["fn_id"] for r in other})
+    assert not held & {f.fn_id for f in pyfunc.split_functions("train", list(pyfunc.FAMILIES))}
     assert {r["family"] for r in test} == {"int", "str", "list"}
     # behaviour, not text: x*2 and x+x are one function, so they fall in one split
     by_id = {f.fn_id: f for f in pyfunc.functions()}
@@ -98,6 +99,31 @@ def test_hidden_tests_are_never_in_the_prompt_and_the_examples_are_right(splits)
                 assert pyfunc.shown(given) not in row["prompt"]
         # no field the model's prompt is rendered from holds the tests
         assert "candidate" not in row["prompt"] and "assert" not in row["prompt"]
+
+
+def test_an_example_set_that_fits_two_functions_is_refused():
+    """With this grammar a random example set almost never fits two functions, so the guard is tested
+    directly: sum(a) and max(a) agree on [0,5] and [7]."""
+    by_body = {f.body: f for f in pyfunc.functions()}
+    assert pyfunc.ambiguous(by_body["sum(a)"], [([0, 5], 5), ([7], 7)])
+    assert not pyfunc.ambiguous(by_body["sum(a)"], [([0, 5], 5), ([2, 3], 5)])
+    assert pyfunc.make_problem(FixedInputs([[0, 5], [7], [9]]), by_body["max(a)"], set()) is None
+
+
+class FixedInputs:
+    """A random.Random whose draws give the listed lists in turn (for shown_inputs)."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def randint(self, lo, hi):
+        return len(self.values[0])
+
+    def randrange(self, n):
+        value = self.values[0].pop(0)
+        if not self.values[0]:
+            self.values.pop(0)
+        return value
 
 
 def test_no_example_set_fits_two_functions(splits):
