@@ -53,3 +53,28 @@ def test_quickstart_writes_its_report_and_resumes(tmp_path):
     assert f"rl_accuracy={summary['rl_accuracy']:.3f}" in again.stdout
     steps = [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) == [1, 2]  # the finished run was not run or logged again
+
+
+def test_code_quickstart_writes_its_report_and_resumes(tmp_path):
+    out = tmp_path / "qs"
+    args = ("quickstart", "--task", "code", "--out", str(out), "--sft-steps", "20", "--rl-steps", "2")
+    proc = run_rlvr(*args, check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == {"name": "pyfunc", "families": ["int", "str", "list"], "seed": 0}
+    stages = {k: json.loads((out / k / "summary.json").read_text()) for k in ("sft", "rl")}
+    assert summary["sft_accuracy"] == stages["sft"]["eval_accuracy"]
+    assert summary["rl_accuracy"] == stages["rl"]["eval_accuracy"] and stages["rl"]["steps"] == 2
+    report = (out / "report.md").read_text()
+    assert "Task: `pyfunc`" in report and "judged by the `code` verifier in the sandbox" in report
+    assert f"| SFT (20 steps) | {summary['sft_accuracy']:.1%} |" in report
+    assert f"| + GRPO (2 steps) | {summary['rl_accuracy']:.1%} |" in report
+    assert (out / "reward_accuracy.png").stat().st_size > 5_000
+    # the reward came from the code verifier alone
+    records = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert all("reward/code" in r for r in records if "reward" in r)
+    figures = f"sft_accuracy={summary['sft_accuracy']:.3f}  rl_accuracy={summary['rl_accuracy']:.3f}"
+    assert figures in proc.stdout
+    assert run_rlvr(*args).returncode == 2
+    again = run_rlvr(*args, "--resume", check=True)
+    assert json.loads((out / "summary.json").read_text())["rl_accuracy"] == summary["rl_accuracy"]
+    assert f"rl_accuracy={summary['rl_accuracy']:.3f}" in again.stdout

@@ -1,8 +1,11 @@
-"""`rlvr quickstart [--out DIR] [--seed N] [--digits N] [--operands N] [--ops OPS] [--algorithm A]`."""
+"""`rlvr quickstart [--task arith|code] [--out DIR] [--seed N] [--digits N] [--operands N] [--ops OPS]
+[--algorithm A]`."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+CODE_SFT_STEPS, CODE_RL_STEPS = 300, 100  # rlvr.quickstart's (not imported here: the CLI starts fast)
 
 
 def register(sub) -> None:
@@ -10,15 +13,21 @@ def register(sub) -> None:
         "quickstart", help="the whole pipeline on a built-in task, nothing to download",
         description="Build a tiny model, SFT it on 1,000 worked integer-arithmetic problems, train it further "
                     "with RL on up to 8,000 problems (7,200 by default) rewarded by the math verifier, and "
-                    "evaluate both on held-out problems. Writes summary.json, report.md and plots to --out.",
+                    "evaluate both on held-out problems. Writes summary.json, report.md and plots to --out. "
+                    "--task code: the same with Python functions written from examples (pyfunc), rewarded "
+                    "and judged by the code verifier running hidden asserts in the sandbox.",
     )
+    p.add_argument("--task", default="arith", choices=["arith", "code"],
+                   help="arith (sums, the math verifier; default) or code (pyfunc, the code verifier)")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the model (default 0)")
-    p.add_argument("--operands", type=int, default=2, help="numbers per problem (default 2)")
-    p.add_argument("--digits", type=int, default=2, help="digits per number (default 2)")
-    p.add_argument("--ops", default="+", help="operators to draw from, any of + - * (default +)")
-    p.add_argument("--sft-steps", type=int, default=320, help="SFT optimizer steps (default 320)")
-    p.add_argument("--rl-steps", type=int, default=300, help="RL steps (rollouts; default 300; 0 skips RL)")
+    p.add_argument("--operands", type=int, default=None, help="arith: numbers per problem (default 2)")
+    p.add_argument("--digits", type=int, default=None, help="arith: digits per number (default 2)")
+    p.add_argument("--ops", default=None, help="arith: operators to draw from, any of + - * (default +)")
+    p.add_argument("--sft-steps", type=int, default=None,
+                   help=f"SFT optimizer steps (default 320; code {CODE_SFT_STEPS})")
+    p.add_argument("--rl-steps", type=int, default=None,
+                   help=f"RL steps (rollouts; default 300; code {CODE_RL_STEPS}; 0 skips RL)")
     p.add_argument("--rl-seconds", type=float, default=None,
                    help="also stop RL once it has run this many seconds (to compare algorithms at equal time)")
     p.add_argument("--algorithm", default="grpo", choices=["grpo", "dr_grpo", "rloo", "reinforce_pp", "ppo"],
@@ -29,10 +38,16 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rlvr import quickstart
+    from rlvr.errors import UserError
 
-    summary = quickstart.run(Path(args.out), seed=args.seed, operands=args.operands, digits=args.digits,
-                             ops=args.ops, sft_steps=args.sft_steps, rl_steps=args.rl_steps,
-                             algorithm=args.algorithm, rl_seconds=args.rl_seconds, resume=args.resume)
+    arith = {"operands": args.operands, "digits": args.digits, "ops": args.ops}
+    if args.task == "code" and (given := [k for k, v in arith.items() if v is not None]):
+        raise UserError(f"--{given[0]}: an arith option; --task code (pyfunc) has no operands, digits or ops")
+    defaults = {"operands": 2, "digits": 2, "ops": "+"}
+    arith = {k: defaults[k] if v is None else v for k, v in arith.items()}
+    summary = quickstart.run(Path(args.out), seed=args.seed, sft_steps=args.sft_steps, rl_steps=args.rl_steps,
+                             algorithm=args.algorithm, rl_seconds=args.rl_seconds, resume=args.resume,
+                             task=args.task, **arith)
     print((Path(args.out) / "report.md").read_text())
     figures = "  ".join(f"{k}={summary[k]:.3f}" for k in ("sft_accuracy", "rl_accuracy") if k in summary)
     print(f"[rlvr] summary: {Path(args.out) / 'summary.json'}  {figures}")

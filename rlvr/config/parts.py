@@ -46,6 +46,24 @@ class ArithConfig:
 
 
 @dataclass
+class PyfuncConfig:
+    """The built-in `pyfunc` task: small Python functions from input/output examples, checked by hidden
+    asserts in the sandbox; deterministic by seed (rlvr.data.tasks.pyfunc)."""
+
+    families: list[str] = field(default_factory=lambda: ["int", "str", "list"])  # argument types
+    # The part [from, to) of the training split's functions (ranked by a hash of what they compute) that
+    # training rows use: the quickstart demonstrates [0, 0.5) and practises RL on [0.5, 1), functions SFT
+    # never showed, as the held-out ones are. The test split always uses all of its functions.
+    train_functions: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    # Only shapes (x+a, sorted(a), ...) with at least this many functions: 5 keeps those that held-out
+    # functions come from, so that RL practises what the held-out split asks.
+    min_shape_functions: int = 1
+    train_size: int = 2000
+    test_size: int = 256
+    seed: int = 0
+
+
+@dataclass
 class FieldsConfig:
     """Which field of a data row holds what. Unused ones are ignored."""
 
@@ -59,7 +77,7 @@ class FieldsConfig:
 
 @dataclass
 class DataConfig:
-    # 'arith', 'gsm8k', 'math500', 'humaneval', 'hh-rlhf', a local .jsonl/.json/.jsonl.gz/.parquet file,
+    # 'arith', 'pyfunc', 'gsm8k', 'math500', 'humaneval', 'hh-rlhf', a local .jsonl/.json/.jsonl.gz/.parquet file,
     # or a hub data set name.
     source: str = "arith"
     split: str = "train"
@@ -74,6 +92,7 @@ class DataConfig:
     eval_samples: int | None = None
     on_bad_row: Literal["error", "skip"] = "error"
     arith: ArithConfig = field(default_factory=ArithConfig)
+    pyfunc: PyfuncConfig = field(default_factory=PyfuncConfig)
 
 
 @dataclass
@@ -195,6 +214,8 @@ def validate_sections(cfg) -> None:
         check_ranges(data, "data", {"max_samples": ">=1", "eval_samples": ">=0"})
         check_ranges(data.arith, "data.arith", {"operands": ">=1", "digits": ">=1", "train_size": ">=1",
                                                 "test_size": ">=0", "seed": "seed"})
+        check_ranges(data.pyfunc, "data.pyfunc", {"train_size": ">=1", "test_size": ">=0", "seed": "seed",
+                                                  "min_shape_functions": ">=1"})
     if gen is not None:
         check_ranges(gen, "generation", {"temperature": ">=0", "top_p": "(0,1]", "top_k": ">=0",
                                          "max_new_tokens": ">=1", "seed": "seed", "batch_size": ">=1"})

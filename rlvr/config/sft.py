@@ -6,6 +6,7 @@ from typing import Literal
 
 from rlvr.config.parts import (DataConfig, DeepSpeedConfig, GenerationConfig, LoggingConfig,
                                ModelConfig, check_trainer)
+from rlvr.config.rl import RewardConfig, check_reward
 
 
 @dataclass
@@ -38,10 +39,15 @@ class SFTConfig:
     trainer: SFTTrainerConfig = field(default_factory=SFTTrainerConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # Judge held-out accuracy with these verifiers (as RL's reward section; `correct` counts) instead of
+    # exact match of the reference: a program is right when it passes its tests, whatever its text.
+    reward: RewardConfig | None = None
 
     def validate(self) -> None:
         check_trainer(self.trainer, {"batch_size": ">=1", "micro_batch_size": ">=1", "max_seq_len": ">=2",
                                      "eval_loss_samples": ">=1"})
+        if self.reward is not None:
+            check_reward(self.reward)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Turning `data:` config into checked rows: {prompt, response, reference, ...other fields}.
 
-Sources: the built-in `arith` task, a benchmark by name (rlvr.data.benchmarks), a local .jsonl / .json /
+Sources: the built-in `arith` and `pyfunc` tasks, a benchmark by name (rlvr.data.benchmarks), a local .jsonl / .json /
 .jsonl.gz / .json.gz / .parquet file, or a hub data set. JSON files are read here, a line at a time, so a
 bad row stops the run naming the file, its real line number and the field (or is skipped and counted,
 `on_bad_row: skip`); an empty file stops it at once.
@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from rlvr.config import DataConfig
 from rlvr.data import benchmarks
-from rlvr.data.tasks import arith
+from rlvr.data.tasks import arith, pyfunc
 from rlvr.errors import UserError
 
 FILE_SUFFIXES = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": "parquet"}
@@ -206,6 +206,9 @@ def load_rows(cfg: DataConfig, split: str | None = None, need: dict[str, Any] | 
     need = need or {"prompt": str}
     if source == "arith":
         loaded = _check(arith.generate(cfg.arith, split), dict, need, "arith", cfg.on_bad_row,
+                        lambda i: f"row {i}")
+    elif source == "pyfunc":
+        loaded = _check(pyfunc.generate(cfg.pyfunc, split), dict, need, "pyfunc", cfg.on_bad_row,
                         lambda i: f"row {i}")
     elif source in benchmarks.BENCHMARKS:
         path = benchmarks.benchmark_file(source, split)

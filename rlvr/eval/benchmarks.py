@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Judge] = {
     # stdin/stdout: a wrong program often waits on input or loops, and each of up to 331 cases may run
     # to the timeout
     "code_contests": Judge("code", {"language": "python", "timeout": 4}, workers=0),
+    # the quickstart's code task: the completion is the bare body expression (no fence), as in its reward
+    "pyfunc": Judge("code", {"extract": "raw", "timeout": 2, "memory_mb": 256}, workers=0),
 }
 
 # Row fields that results are broken down by, when a data set has them (MATH-500: subject and level).

@@ -18,14 +18,14 @@ def training_and_held_out(data, need: dict, eval_limit: int | None) -> tuple[Row
 
     A local file with no separate data.eval_source has no test split of its own: it is carved in two by a
     hash of each prompt, as preference pairs are (rlvr.data.preferences.in_test), and the held-out share
-    is never trained on, so its accuracy is a held-out one. The arith task, the benchmarks and hub data
+    is never trained on, so its accuracy is a held-out one. The arith and pyfunc tasks, the benchmarks and hub data
     sets have test splits of their own. `eval_limit` None: data.max_samples, as for load_rows."""
     from rlvr.data import benchmarks
     from rlvr.data.loading import is_file_source
     from rlvr.data.preferences import in_test
 
     source = data.source
-    local = (source != "arith" and source not in benchmarks.BENCHMARKS
+    local = (source not in ("arith", "pyfunc") and source not in benchmarks.BENCHMARKS
              and is_file_source(source))
     if not local or (data.eval_source and data.eval_source != source):
         return (load_rows(data, data.split, need),
@@ -68,6 +68,39 @@ def greedy_accuracy(engine: Engine, tokenizer, rows: list[dict], data_cfg, max_n
     verdicts = judge([rows[i] for i in mine], samples[: len(mine)]) if mine else []
     (hits,) = D.all_sum([float(sum(verdicts))])
     return hits / len(rows)
+
+
+class VerifierJudge:
+    """Correctness by the verifiers of a reward section, scored as RL scores its rewards (a VerifierPool
+    of reward.workers processes, reward.timeout per sample), so that an SFT model's held-out accuracy
+    and an RL model's are judged alike. Workers start on first use; close() ends them."""
+
+    def __init__(self, reward):
+        import verifiers
+
+        try:
+            self.verifier = verifiers.compose([{k: v for k, v in vars(s).items() if v is not None}
+                                               for s in reward.verifiers])
+        except verifiers.VerifierError as e:
+            raise UserError(f"reward.verifiers: {e}") from None
+        self.workers, self.timeout = reward.workers, reward.timeout
+        self._pool = None
+
+    def __call__(self, rows: list[dict], samples: list[Sample]) -> list[bool]:
+        import verifiers
+
+        if self._pool is None:
+            from rlvr.rollouts import rank_cpus
+
+            self._pool = verifiers.VerifierPool(self.verifier, workers=self.workers, timeout=self.timeout,
+                                                cpus=rank_cpus())
+        scores = self._pool.score([verifiers.Sample.from_row(r, s.text) for r, s in zip(rows, samples)])
+        return [bool(score.correct) for score in scores]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
 
 def exact_match(rows: list[dict], samples: list[Sample]) -> list[bool]:

@@ -20,7 +20,8 @@ from rlvr.errors import UserError
 from rlvr.models import load_model, load_tokenizer
 from rlvr.trainers.base import Trainer
 from rlvr.trainers.engines import BatchPlan, deepspeed_config, hf_zero3_context, make_engine
-from rlvr.trainers.evaluation import check_batch, exact_match, greedy_accuracy, training_and_held_out
+from rlvr.trainers.evaluation import (VerifierJudge, check_batch, exact_match, greedy_accuracy,
+                                      training_and_held_out)
 from rlvr.trainers.sampler import EpochSampler
 from rlvr.trainers.zero3 import generation_engine
 
@@ -76,6 +77,7 @@ class SFTTrainer(Trainer):
         self.engines = {"model": self.engine}
         self.sampler = EpochSampler(len(self.train_set), seed=t.seed)
         self.generator = generation_engine(self.engine, self.tokenizer, cfg.generation, t.seed, self.device)
+        self.judge = VerifierJudge(cfg.reward) if cfg.reward is not None else None
 
     # ---- training -------------------------------------------------------------------------------
     def _micro_batches(self, indices: list[int]) -> list[list[Example]]:
@@ -131,12 +133,13 @@ class SFTTrainer(Trainer):
         return total
 
     def accuracy(self) -> float | None:
-        """Greedy exact match on the held-out rows that have a reference answer."""
-        rows = [r for r in self.eval_rows if r.get("reference") is not None]
+        """Greedy accuracy on the held-out rows: judged by the reward section's verifiers when the config
+        has one (every row), else exact match on the rows that have a reference answer."""
+        rows = self.eval_rows if self.judge else [r for r in self.eval_rows if r.get("reference") is not None]
         if not rows:
             return None
         return greedy_accuracy(self.generator, self.tokenizer, rows, self.cfg.data,
-                               self.cfg.generation.max_new_tokens, exact_match)
+                               self.cfg.generation.max_new_tokens, self.judge or exact_match)
 
     def evaluate(self, step: int) -> dict:
         if not self.eval_set:  # a small local file may hold out no row (training_and_held_out)
@@ -153,6 +156,10 @@ class SFTTrainer(Trainer):
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state["sampler"])
+
+    def close(self) -> None:
+        if self.judge is not None:
+            self.judge.close()
 
     def summary_extra(self) -> dict:
         return self.data_note
