@@ -212,7 +212,7 @@ def generate(cfg, split: str) -> list[dict]:
     if split not in ("train", "test"):
         raise UserError(f"data.split: the pyfunc task has splits 'train' and 'test', got {split!r}")
     families = list(cfg.families)
-    if not families or (bad := [f for f in families if f not in FAMILIES]):
+    if not families or any(f not in FAMILIES for f in families):
         raise UserError(f"data.pyfunc.families: expected a non-empty list of {', '.join(FAMILIES)}, "
                         f"got {families}")
     part = cfg.train_functions
