@@ -1,8 +1,9 @@
 """`pyfunc`: write a small Python function from input/output examples, checked by hidden asserts.
 
-A problem is a function stub whose docstring shows a few examples; the answer is the body's expression:
+A problem is a comment of examples (input>output) and a lambda header; the answer is the body's
+expression:
 
-    prompt:   def f(x):"f(0)=4 f(1)=7 f(3)=13 f(6)=22";return         response: x*3+4
+    prompt:   #0>4 1>7 3>13 6>22\\nf=lambda x:          response: x*3+4
     test:     def check(candidate):\\n assert candidate(2)==10\\n assert candidate(11)==37 ...
 
 Rows are in the code verifier's HumanEval form (the program is prompt + completion, `test` defines
@@ -16,9 +17,9 @@ by behaviour, not text: `fn_id` hashes a function's outputs on fixed probe input
 are one function, and each function is demonstrated by the first text of the grammar that computes it.
 
 Train and test are disjoint by behaviour: a function belongs to the test split exactly when a hash of its
-`fn_id` ranks among the lowest of its shape, whatever the seed and sizes. Only shapes with several functions (`x*a+b`, not
-`sorted(a)`) give test functions, so a held-out problem is a new function of a shape seen in training,
-never a shape the model cannot have met. An example set that another function of the grammar also fits
+`fn_id` ranks among the lowest of its shape, whatever the seed and sizes. Only shapes with several
+functions (`x*a+b`, not `sorted(a)`) give test functions, so a held-out problem is a new function of a
+shape seen in training, never a shape the model cannot have met. An example set that another function of the grammar also fits
 is refused: the examples always determine the answer.
 """
 from __future__ import annotations
