@@ -10,6 +10,7 @@ import pytest
 import sandbox
 from sandbox import Result, Status
 from verifiers.base import Sample, VerifierError
+from verifiers import code
 from verifiers.code import TIMED_OUT, CodeVerifier
 from verifiers.code_harness import RESULT_TAG, NONCE_BYTES
 from verifiers.code_plan import HARNESS_SOURCE, Plan
@@ -375,3 +376,42 @@ def test_a_sample_with_bad_fields_costs_only_itself_in_a_batch():
     assert [s.reward for s in scores] == [1.0, 0.0, 1.0]
     assert scores[1].details == {"status": "exception"} and scores[1].correct is False
     assert scores[1].reason.startswith("exception: VerifierError: code verifier: sample fields need tests")
+
+
+def test_a_completion_that_breaks_the_hosts_reading_costs_only_itself_in_a_batch(monkeypatch):
+    """Deep nesting makes ast.parse on the host raise RecursionError: such text is no program. Any other
+    error preparing one sample is that sample's failure, not the batch's (a rank's generation batch)."""
+    v = CodeVerifier()
+    good = Sample(completion="def f(x):\n    return x + 1\n", fields=MBPP)
+    nested = Sample(completion="x" + "+x" * 40000 + "\n```\n", fields=MBPP)
+    try:
+        scores = v.verify_batch([good, nested, good])
+        assert [s.reward for s in scores] == [1.0, 0.0, 1.0]
+        assert scores[1].reason == "no program found in the completion"
+        real = code.extract_program
+        monkeypatch.setattr(code, "extract_program",
+                            lambda text, *a: real(text, *a) if "return" in text else 1 / 0)
+        scores = v.verify_batch([good, Sample(completion="x = 1", fields=MBPP), good])
+    finally:
+        v.close()
+    assert [s.reward for s in scores] == [1.0, 0.0, 1.0]
+    assert scores[1].details == {"status": "exception"}
+    assert scores[1].reason == "exception: ZeroDivisionError: division by zero"
+
+
+def test_a_result_that_breaks_scoring_costs_only_that_sample(monkeypatch):
+    v = CodeVerifier()
+    line = harness_line(PASS3)
+    assert v._score_one(mbpp_plan(), [result(stdout=line)], isolate=True).reward == 1.0
+    monkeypatch.setattr(v, "_score", lambda p, results: 1 / 0)
+    broken = v._score_one(mbpp_plan(), [result(stdout=line)], isolate=True)
+    assert broken.reward == 0.0 and broken.reason == "exception: ZeroDivisionError: division by zero"
+    with pytest.raises(ZeroDivisionError):  # one sample alone (verify): the error itself
+        v._score_one(mbpp_plan(), [result(stdout=line)], isolate=False)
+
+
+def test_a_tests_first_outcome_stands_on_the_host():
+    v = CodeVerifier()
+    late = PASS3[:1] + [{"test": 1, "passed": False}, {"test": 1, "passed": True}] + PASS3[2:]
+    tests, complete = v._harness_tests(mbpp_plan(), result(stdout=harness_line(late)))
+    assert complete and [t["passed"] for t in tests] == [True, False, True]

@@ -94,6 +94,7 @@ def test_decode_reads_back_every_plain_repr(value):
     ("set(**{})", "unexpected call of set"), ("1 +", "unreadable value (SyntaxError)"),
     ("[" * 1000, "unreadable value (SyntaxError)"), ("9" * 5000, "unreadable value (SyntaxError)"),
     ("'" + "x" * harness.MAX_VALUE_CHARS + "'", "value too long"), ("2 ** 3", "malformed node"),
+    ("1" * 400 + "+1j", "unreadable value (OverflowError)"),
 ])
 def test_decode_refuses_what_is_no_plain_repr(text, why):
     with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
@@ -163,7 +164,8 @@ def test_the_guard_collects_every_reported_value():
     read_fd, write_fd = os.pipe()
     lines = [b'{"expect": 0, "value": "1"}\n', b'{"expect": true, "value": "1"}\n',
              b'{"expect": 1, "value": 2}\n', b'{"test": 0, "passed": true}\n',
-             b'{"expect": 0, "value": "2"}\n', b'{"done": 1}\n', b'{"expect": 2, "value": "3"}\n']
+             b'{"expect": 0, "value": "2"}\n', b'{"test": 0, "passed": false, "expect": 0, "value": "1"}\n',
+             b'{"done": 1}\n', b'{"expect": 2, "value": "3"}\n']
     script = f"import os\nfor line in {lines!r}:\n    os.write({write_fd}, line)"
     child = subprocess.Popen([sys.executable, "-c", script], pass_fds=(write_fd,))
     os.close(write_fd)
@@ -582,3 +584,9 @@ def test_what_the_program_printed_is_kept_in_the_run_output():
     assert "adding 1 2\nadding 2 2\n" in run.stdout
     assert v._score(prepared.plan, [run]).correct
     v.close()
+
+
+def test_a_forged_value_with_a_newline_gives_a_one_line_error():
+    tests = [{"passed": True}]
+    judge_expected(tests, [[0, "[1,\n2]"]], [(0, [3])])
+    assert tests == [{"passed": False, "error": "AssertionError: got [1,\\n2]"}]

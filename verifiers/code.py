@@ -124,8 +124,8 @@ class CodeVerifier(Verifier):
         pool = self._sandbox_pool()
         self._build_compiled(prepared, pool)
         results = iter(list(pool.map([job for p in prepared for job in p.jobs])))
-        scores = dict(zip(unique, (p.failure or self._score(p.plan, [next(results) for _ in p.jobs])
-                                   for p in prepared)))
+        scores = dict(zip(unique, (p.failure or self._score_one(p.plan, [next(results) for _ in p.jobs],
+                                                                isolate) for p in prepared)))
         return [scores[i] if i == j else copy.deepcopy(scores[j]) for i, j in enumerate(source)]
 
     # ---------------------------------------------------------------- the sandbox pool
@@ -190,11 +190,12 @@ class CodeVerifier(Verifier):
         return sandbox.Limits(wall_seconds=timeout, memory_bytes=memory_mb << 20)
 
     def _prepare_one(self, sample: Sample) -> _Prepared:
-        """_prepare, with the sample's bad fields turned into its failure instead of the batch's."""
+        """_prepare, with the sample's bad fields, or a completion that breaks the host's reading of it
+        (a RecursionError from deep nesting), turned into its failure instead of the whole batch's."""
         try:
             return self._prepare(sample)
-        except VerifierError as e:
-            return _Prepared(None, [], failure("exception", f"exception: VerifierError: {e}"))
+        except Exception as e:  # noqa: BLE001 - one sample's failure; the pool shows the reasons
+            return _Prepared(None, [], failure("exception", f"exception: {type(e).__name__}: {str(e)[:300]}"))
 
     def _prepare(self, sample: Sample) -> _Prepared:
         if len(sample.completion) > self.max_completion_chars:
@@ -218,6 +219,15 @@ class CodeVerifier(Verifier):
         return _Prepared(p, jobs)
 
     # ---------------------------------------------------------------- scoring
+
+    def _score_one(self, p: Plan, results: list[sandbox.Result], isolate: bool) -> Score:
+        """_score; in a batch, an error reading one sample's results is that sample's failure alone."""
+        try:
+            return self._score(p, results)
+        except Exception as e:  # noqa: BLE001
+            if not isolate:
+                raise
+            return failure("exception", f"exception: {type(e).__name__}: {str(e)[:300]}")
 
     def _score(self, p: Plan, results: list[sandbox.Result]) -> Score:
         status = next((r.status.value for r in results if r.status is not sandbox.Status.OK), "ok")
@@ -264,7 +274,10 @@ class CodeVerifier(Verifier):
         if result is None:
             why = f"no harness result ({r.status.value})"
             return [{"name": n, "passed": False, "error": why} for n in names], False
-        reported = {t["test"]: t for t in result.get("tests", []) if isinstance(t.get("test"), int)}
+        reported: dict[int, dict] = {}
+        for t in result.get("tests", []):
+            if isinstance(t, dict) and isinstance(t.get("test"), int):
+                reported.setdefault(t["test"], t)  # a test's first outcome stands, as the guard keeps it
         complete = bool(result.get("complete"))
         tests = []
         for i, name in enumerate(names):

@@ -31,7 +31,7 @@ def _starts_inside_block(text: str) -> bool:
         return False
     try:
         ast.parse(textwrap.dedent(before))
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # model text: deep nesting is not code
         return False
     return True
 
