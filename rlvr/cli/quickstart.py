@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-CODE_SFT_STEPS, CODE_RL_STEPS = 300, 100  # rlvr.quickstart's (not imported here: the CLI starts fast)
+CODE_SFT_STEPS, CODE_RL_STEPS = 300, 50  # rlvr.quickstart's (not imported here: the CLI starts fast)
 
 
 def register(sub) -> None:
