@@ -16,6 +16,7 @@ from rlvr.generation.base import Sample
 from rlvr.trainers.evaluation import training_and_held_out
 from rlvr.trainers.sft import SFTTrainer
 from tests.conftest import run_rlvr
+from tests.device_audit import WORLD_OF_ONE
 
 CFG = PyfuncConfig(train_size=1500, test_size=300, seed=3)
 
@@ -196,7 +197,7 @@ class Answers:
         return [Sample(p, [], [], self.texts[p], [], "stop", i) for i, p in enumerate(prompts)]
 
 
-def test_sft_accuracy_on_code_is_judged_by_the_verifier_not_by_exact_match(tmp_path):
+def test_sft_accuracy_on_code_is_judged_by_the_verifier_not_by_exact_match(tmp_path, monkeypatch):
     """`(x*3+4)` is not the reference text `x*3+4`, but it passes every hidden test: with a reward section
     the SFT trainer counts it (and a wrong body not), without one it falls back to exact match."""
     base = {"kind": "sft", "model": {"name": "tiny", "tiny": {"hidden_size": 16, "num_layers": 1,
@@ -207,6 +208,8 @@ def test_sft_accuracy_on_code_is_judged_by_the_verifier_not_by_exact_match(tmp_p
             "trainer": {"max_steps": 1, "batch_size": 8, "micro_batch_size": 8},
             "logging": {"out_dir": str(tmp_path / "sft"), "progress": False, "tensorboard": False}}
     reward = {"verifiers": [{"name": "code", "options": DEFAULTS["pyfunc"].options}], "workers": 0}
+    for key, value in WORLD_OF_ONE.items():  # one rank, even after an earlier test left its process group
+        monkeypatch.setenv(key, value)
     trainer = SFTTrainer(config_from_dict({**base, "reward": reward}))
     try:
         rows = trainer.eval_rows
