@@ -19,8 +19,8 @@ are one function, and each function is demonstrated by the first text of the gra
 Train and test are disjoint by behaviour: a function belongs to the test split exactly when a hash of its
 `fn_id` ranks among the lowest of its shape, whatever the seed and sizes. Only shapes with several
 functions (`x*a+b`, not `sorted(a)`) give test functions, so a held-out problem is a new function of a
-shape seen in training, never a shape the model cannot have met. An example set that another function of the grammar also fits
-is refused: the examples always determine the answer.
+shape seen in training, never a shape the model cannot have met. An example set that another function
+of the grammar also fits is refused: the examples always determine the answer.
 """
 from __future__ import annotations
 
