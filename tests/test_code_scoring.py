@@ -173,6 +173,9 @@ def test_only_the_result_line_with_the_plans_nonce_counts():
         assert s.details["tests"] == [{"name": f"test_{i}", "passed": False,
                                        "error": "no harness result (runtime_error)"} for i in range(3)]
         assert s.reason == "0/3 tests passed (runtime_error)"
+    # a run that ended well but printed no result line confirms nothing
+    s = CodeVerifier()._score(mbpp_plan(), [result(stdout="program output\n")])
+    assert s.reason == "0/3 tests passed (the harness did not confirm that the tests ran)"
     # a fake line after the real one is still not the real one
     s = CodeVerifier()._score(mbpp_plan(), [result(stdout=harness_line([], complete=False) + fake)])
     assert s.reward == 0.0 and s.correct is False
