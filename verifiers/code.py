@@ -73,6 +73,12 @@ def _identity(sample: Sample) -> object:
         return object()
 
 
+def _raised(e: Exception) -> Score:
+    """One sample's error in a batch, scored as a VerifierPool scores a sample that raises
+    (verifiers.base), its text cut to 300 characters."""
+    return failure("exception", f"exception: {type(e).__name__}: {str(e)[:300]}")
+
+
 def _fail(reason: str, status: str = "not_run", tests: list | None = None) -> Score:
     return Score(reward=0.0, correct=False, reason=reason,
                  details={"passed": False, "status": status, "tests": tests or [], "tests_passed": 0,
@@ -120,7 +126,7 @@ class CodeVerifier(Verifier):
         first: dict = {}  # identity of a sample -> index of its first copy in this batch
         source = [first.setdefault(_identity(s), i) if self.dedupe else i for i, s in enumerate(samples)]
         unique = [i for i, j in enumerate(source) if i == j]
-        prepared = [self._prepare_one(samples[i]) if isolate else self._prepare(samples[i]) for i in unique]
+        prepared = [self._prepare_one(samples[i], isolate) for i in unique]
         pool = self._sandbox_pool()
         self._build_compiled(prepared, pool)
         results = iter(list(pool.map([job for p in prepared for job in p.jobs])))
@@ -189,13 +195,15 @@ class CodeVerifier(Verifier):
             raise VerifierError("code verifier: fields 'timeout' (seconds) and 'memory_mb' must be numbers") from None
         return sandbox.Limits(wall_seconds=timeout, memory_bytes=memory_mb << 20)
 
-    def _prepare_one(self, sample: Sample) -> _Prepared:
-        """_prepare, with the sample's bad fields, or a completion that breaks the host's reading of it
-        (a RecursionError from deep nesting), turned into its failure instead of the whole batch's."""
+    def _prepare_one(self, sample: Sample, isolate: bool) -> _Prepared:
+        """_prepare; in a batch, the sample's bad fields, or a completion that breaks the host's reading of
+        it (a RecursionError from deep nesting), are its failure instead of the whole batch's."""
         try:
             return self._prepare(sample)
         except Exception as e:  # noqa: BLE001 - one sample's failure; the pool shows the reasons
-            return _Prepared(None, [], failure("exception", f"exception: {type(e).__name__}: {str(e)[:300]}"))
+            if not isolate:
+                raise
+            return _Prepared(None, [], _raised(e))
 
     def _prepare(self, sample: Sample) -> _Prepared:
         if len(sample.completion) > self.max_completion_chars:
@@ -227,7 +235,7 @@ class CodeVerifier(Verifier):
         except Exception as e:  # noqa: BLE001
             if not isolate:
                 raise
-            return failure("exception", f"exception: {type(e).__name__}: {str(e)[:300]}")
+            return _raised(e)
 
     def _score(self, p: Plan, results: list[sandbox.Result]) -> Score:
         status = next((r.status.value for r in results if r.status is not sandbox.Status.OK), "ok")
