@@ -204,9 +204,13 @@ def run_tests(spec: dict, report) -> None:
 
 def test_names(spec: dict) -> list[str]:
     if spec["kind"] == "humaneval":
-        steps = check_steps(spec["test"])
-        return [name for _, name in steps] if steps else ["check"]
+        return step_names(check_steps(spec["test"]))
     return [f"test_{i}" for i in range(len(spec["tests"]))]
+
+
+def step_names(steps: list[tuple[int, str]]) -> list[str]:
+    """HumanEval's test names from check_steps: one per assert, or the whole check as one test."""
+    return [name for _, name in steps] if steps else ["check"]
 
 
 # ------------------------------------------------------------------ HumanEval: one test per assert

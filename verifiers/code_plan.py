@@ -30,6 +30,7 @@ from verifiers.code_harness import (
     RESULT_TAG,
     check_function,
     check_steps,
+    step_names,
     test_names,
 )
 
@@ -108,12 +109,13 @@ def plan(fields: dict, code: str, language: str, deadline_seconds: float, max_ca
         if not isinstance(fields.get("test"), str) or not isinstance(fields["entry_point"], str):
             raise VerifierError("code verifier: HumanEval form needs string fields 'test' and 'entry_point'")
         program = humaneval_program(str(fields.get("prompt") or ""), code, fields["entry_point"])
-        test_of_step = {step: k for k, (step, _) in enumerate(check_steps(fields["test"]))}
+        steps = check_steps(fields["test"])  # of the test as written: its names, and the step of each
+        test_of_step = {step: k for k, (step, _) in enumerate(steps)}
         test, found = hide_expected(fields["test"], _check_body)
         spec = {"kind": "humaneval", "program": program, "test": test, "entry_point": fields["entry_point"]}
         return _harness_plan("humaneval", program, spec, deadline_seconds,
                              [(test_of_step[step], value) for step, value in found],
-                             test_names({"kind": "humaneval", "test": fields["test"]}))
+                             step_names(steps))
     for key in ("tests", "test_list"):
         if key in fields:
             tests = _as_str_list(fields[key], key)
