@@ -43,11 +43,9 @@ def run(args: argparse.Namespace) -> int:
     arith = {"operands": args.operands, "digits": args.digits, "ops": args.ops}
     if args.task == "code" and (given := [k for k, v in arith.items() if v is not None]):
         raise UserError(f"--{given[0]}: an arith option; --task code (pyfunc) has no operands, digits or ops")
-    defaults = {"operands": 2, "digits": 2, "ops": "+"}
-    arith = {k: defaults[k] if v is None else v for k, v in arith.items()}
     summary = quickstart.run(Path(args.out), seed=args.seed, sft_steps=args.sft_steps, rl_steps=args.rl_steps,
                              algorithm=args.algorithm, rl_seconds=args.rl_seconds, resume=args.resume,
-                             task=args.task, **arith)
+                             task=args.task, **{k: v for k, v in arith.items() if v is not None})
     print((Path(args.out) / "report.md").read_text())
     figures = "  ".join(f"{k}={summary[k]:.3f}" for k in ("sft_accuracy", "rl_accuracy") if k in summary)
     print(f"[rlvr] summary: {Path(args.out) / 'summary.json'}  {figures}")
