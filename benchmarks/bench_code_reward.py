@@ -5,7 +5,10 @@ samples a group per prompt. A group cycles through the canonical solution, a "re
 next problem's solution bound to the expected name (the broken variants of
 tests/test_code_verifier.py::test_all_humaneval_canonical_solutions_pass_and_broken_variants_fail), each
 made distinct by a trailing comment, so no program repeats ("distinct"). The "repeats" workload drops the
-comments: a group then holds 3 distinct texts, as a tiny model's group often does.
+comments: a group then holds 3 distinct texts, as a tiny model's group often does. "finishing" is
+"distinct" without the programs that run into their time limit (two in HumanEval: the next problem's
+solution loops forever on HumanEval/155's tests), found by the profile pass: each costs its 3 s limit
+on any sandbox, about half the CPU of a "distinct" round, so they measure the limit, not the sandbox.
 
 Each side is a checkout imported in its own process: "before" is a `git worktree` of `--before` (today's
 main), "after" is this checkout. Each builds `Rollouts.pool` from a RewardConfig (reward.workers,
@@ -15,7 +18,7 @@ rlvr.generation Samples in generation-batch chunks (`--chunk` samples: generatio
 then the two sides alternate rounds over the same workload and the best round of each counts, so load
 from other processes hits both alike. Both sides must give the same rewards.
 
-The per-phase table comes from a separate in-process pass of each side (`verify_batch` on one sandbox,
+The per-phase table comes from a separate in-process pass, run first of each side (`verify_batch` on one sandbox,
 one program at a time), timing its functions from the outside: host prepare, the sandbox round trip and
 scoring; for a side whose sandbox reports them, the host's encode/wait/decode and the server's
 write/fork/child/kill+wipe.
@@ -89,8 +92,9 @@ class _Timer:
         setattr(owner, name, timed)
 
 
-def _profile(rows: list[dict], items: list[tuple[int, str]]) -> dict:
-    """Milliseconds per program of each phase, one program at a time in this process."""
+def _profile(rows: list[dict], items: list[tuple[int, str]]) -> tuple[dict, list[int]]:
+    """Milliseconds per program of each phase, one program at a time in this process; and the indices
+    of the items whose program ran into its time limit."""
     import verifiers
     from sandbox import warm
     from verifiers.code import CodeVerifier
@@ -117,7 +121,7 @@ def _profile(rows: list[dict], items: list[tuple[int, str]]) -> dict:
     totals.clear(), server.clear()
     before_host = dict(getattr(warm, "HOST_PHASES", {}))
     start = time.perf_counter()
-    verifier.verify_batch(samples)
+    scores = verifier.verify_batch(samples)
     total = time.perf_counter() - start
     verifier.close()
     n = len(samples)
@@ -127,7 +131,8 @@ def _profile(rows: list[dict], items: list[tuple[int, str]]) -> dict:
     for key, seconds in server.items():
         phases[f"  server {key}"] = 1000 * seconds / n
     phases["total (one program at a time)"] = 1000 * total / n
-    return {k: round(v, 3) for k, v in phases.items()}
+    timed_out = [j for j, score in enumerate(scores) if (score.details or {}).get("status") == "timeout"]
+    return {k: round(v, 3) for k, v in phases.items()}, timed_out
 
 
 def side_main(args: argparse.Namespace) -> None:
@@ -159,11 +164,14 @@ def side_main(args: argparse.Namespace) -> None:
     rollouts.score(_generation_samples(first[: args.samples]), data)  # processes, sandboxes, a first group
     reply({"startup_seconds": time.perf_counter() - start})
     for line in sys.stdin:
-        command, kind = line.split()
-        data, items = workload(rows, args.samples, kind == "distinct")
+        command, kind, *skip = line.split()
+        data, items = workload(rows, args.samples, kind != "repeats")
         if command == "profile":
-            reply({"phases_ms": _profile(data, items)})
+            phases, timed_out = _profile(data, items)
+            reply({"phases_ms": phases, "timed_out": timed_out})
             continue
+        skipped = {int(j) for j in skip}
+        items = [item for j, item in enumerate(items) if j not in skipped]
         samples = _generation_samples(items)
         start = time.perf_counter()
         for at in range(0, len(samples), args.chunk):
@@ -209,8 +217,8 @@ class Side:
             raise SystemExit(f"{self.name} side ({self.root}) died; see its stderr above")
         return json.loads(line)
 
-    def ask(self, command: str, kind: str) -> dict:
-        self.proc.stdin.write(f"{command} {kind}\n")
+    def ask(self, command: str, kind: str, skip: list[int] = ()) -> dict:
+        self.proc.stdin.write(" ".join([command, kind, *map(str, skip)]) + "\n")
         self.proc.stdin.flush()
         return self._answer()
 
@@ -237,7 +245,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="reward.workers")
     parser.add_argument("--reward-timeout", type=float, default=10.0, help="reward.timeout")
     parser.add_argument("--before", default=BEFORE, help="git ref of the 'before' side; '' for after only")
-    parser.add_argument("--workloads", default="distinct,repeats")
+    parser.add_argument("--workloads", default="distinct,finishing,repeats")
     parser.add_argument("--data", default=HUMANEVAL)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--side", action="store_true", help=argparse.SUPPRESS)
@@ -256,16 +264,20 @@ def main() -> int:
             sides = {name: Side(name, root, args) for name, root in roots.items()}
             for side in sides.values():
                 side.start()
+            # The profile pass first: it also finds the programs that run to their time limit, which the
+            # "finishing" workload leaves out (their cost is the limit, on any sandbox).
+            asked = {name: side.ask("profile", "distinct") for name, side in sides.items()}
+            profiles = {name: got["phases_ms"] for name, got in asked.items()}
+            timed_out = sorted({j for got in asked.values() for j in got["timed_out"]})
             results: dict[str, dict] = {}
             for r in range(args.rounds):
                 for kind in kinds:
                     for side in sides.values():
-                        got = side.ask("round", kind)
+                        got = side.ask("round", kind, timed_out if kind == "finishing" else ())
                         side.rounds.setdefault(kind, []).append(got["seconds"])
                         results.setdefault(kind, {})[side.name] = got
                         print(f"round {r + 1} {kind:8s} {side.name:6s} {got['seconds']:6.2f} s "
                               f"({got['correct']} correct)", file=sys.stderr)
-            profiles = {name: side.ask("profile", "distinct")["phases_ms"] for name, side in sides.items()}
             for side in sides.values():
                 side.close()
         finally:
@@ -273,10 +285,12 @@ def main() -> int:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(roots["before"])],
                                check=False, capture_output=True)
     rows = load_problems(args.data, args.limit)
-    n = len(rows) * args.samples
+    n_all = len(rows) * args.samples
     report: dict = {
         "benchmark": "HumanEval programs per second through Rollouts.score -> VerifierPool.score",
-        "problems": len(rows), "samples_per_problem": args.samples, "programs_per_round": n,
+        "problems": len(rows), "samples_per_problem": args.samples, "programs_per_round": n_all,
+        "at_time_limit": [{"task_id": rows[j // args.samples]["task_id"], "sample": j % args.samples}
+                          for j in timed_out],
         "chunk": args.chunk, "reward": {"workers": args.workers, "timeout": args.reward_timeout,
                                         "verifiers": [{"name": "code", "options": CODE_OPTIONS}]},
         "rounds": args.rounds, "before": args.before or None,
@@ -284,9 +298,10 @@ def main() -> int:
     agree = True
     for kind in kinds:
         per = {}
+        n = n_all - len(timed_out) if kind == "finishing" else n_all
         for name, side in sides.items():
             best = min(side.rounds[kind])
-            per[name] = {"programs_per_second": round(n / best, 1), "best_seconds": round(best, 3),
+            per[name] = {"programs": n, "programs_per_second": round(n / best, 1), "best_seconds": round(best, 3),
                          "round_seconds": [round(t, 3) for t in side.rounds[kind]],
                          "correct": results[kind][name]["correct"]}
         if "before" in per:

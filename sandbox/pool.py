@@ -35,6 +35,9 @@ class Job:
     # The program is trusted code (e.g. a test harness that loads the untrusted program itself): a warm
     # sandbox may compile it once and reuse it. Never set this for model output.
     trusted: bool = False
+    # A warm run gives the program a pipe on fd 3 (`--report-fd=3` in its argv), whose bytes come back as
+    # Result.reports; a cold run gives none (Result.reports is None), so the program must also work without.
+    report_pipe: bool = False
 
 
 def _run_job(job: Job) -> Result:
@@ -90,7 +93,7 @@ class Pool:
         key = (job.limits.disk_bytes, job.isolation)
         try:
             box = self._checkout(key, job)
-            result = box.run(job.program, job.stdin, dict(job.files), job.limits, job.trusted)
+            result = box.run(job.program, job.stdin, dict(job.files), job.limits, job.trusted, job.report_pipe)
         except WarmSandboxBroken:
             return _run_job(job)
         if box.alive:  # a server that could not wipe after a job has retired itself

@@ -29,6 +29,8 @@ class Result:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     isolation: dict = field(default_factory=dict)  # protections that were active for this run
+    # What the program wrote to its report pipe (Job.report_pipe), in a warm run; None when it had none.
+    reports: bytes | None = None
 
     @property
     def ok(self) -> bool:

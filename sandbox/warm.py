@@ -108,9 +108,10 @@ class WarmSandbox:
         return json.loads(line)
 
     def run(self, program: str | bytes, stdin: str | bytes | None, files: dict, limits: Limits,
-            trusted: bool = False) -> Result:
+            trusted: bool = False, report_pipe: bool = False) -> Result:
         """Run a Python program like sandbox.run would; raises WarmSandboxBroken if the server fails.
-        `trusted` programs (a harness, never model output) are compiled once by the server and reused."""
+        `trusted` programs (a harness, never model output) are compiled once by the server and reused;
+        with `report_pipe` the program gets one (see sandbox.Job) and Result.reports holds its bytes."""
         t0 = time.perf_counter()
         payload = {check_name(n): (as_bytes(c), 0o644) for n, c in (files or {}).items()}
         payload["main.py"] = (as_bytes(program), 0o644)
@@ -121,6 +122,7 @@ class WarmSandbox:
             "main": "main.py",
             "trusted_main": trusted,
             "trusted_digest": digest if "main.py" not in payload else None,
+            "report_pipe": report_pipe,
             "files": {n: (base64.b64encode(d).decode(), mode) for n, (d, mode) in payload.items()},
             "wall_seconds": limits.wall_seconds,
             "output_bytes": limits.output_bytes,
@@ -158,6 +160,7 @@ class WarmSandbox:
 
     def _result(self, answer: dict, limits: Limits) -> Result:
         stdout, stderr = (base64.b64decode(answer[k]).decode(errors="replace") for k in ("stdout", "stderr"))
+        reports = base64.b64decode(answer["reports"]) if answer.get("reports") is not None else None
         killed_for = {"timeout": Status.TIMEOUT, "output_limit": Status.OUTPUT_LIMIT}.get(answer["killed_for"])
         status = classify(exit_code=answer["exit_code"], killed_for=killed_for, stderr=stderr,
                           cpu_seconds=answer["cpu_seconds"], cpu_limit=limits.cpu,
@@ -166,6 +169,7 @@ class WarmSandbox:
                       wall_seconds=answer["wall_seconds"], cpu_seconds=answer["cpu_seconds"],
                       peak_memory_bytes=answer["peak_memory_bytes"], signal=exit_signal(answer["exit_code"]),
                       stdout_truncated=answer["stdout_truncated"], stderr_truncated=answer["stderr_truncated"],
+                      reports=reports,
                       isolation={"backend": "bwrap", "warm": True, "seccomp": self._seccomp, "private_uid": True,
                                  "leftover_processes_killed": [], "uid": self.uid})
 

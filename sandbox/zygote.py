@@ -10,6 +10,9 @@ that lowers its rlimits, takes fresh pipes as stdin/stdout/stderr, and runs the 
 the server enforces wall time and output size, then, as pid 1, kills every other process in the
 namespace, reaps them, and wipes /box and /dev/shm before answering with one JSON line on stdout. So each
 job starts from the same state as a cold run: no process, file or shared memory of an earlier job remains.
+A job may ask for a report pipe (fd 3, `--report-fd=3` in its argv): what it writes there comes back in
+the answer apart from its stdout, so a trusted harness can report to the host through this server, which
+never runs job code, instead of forking a guard process of its own (see verifiers/code_harness.py).
 
 The server never runs job code itself, is non-dumpable (its memory and fds cannot be opened through /proc)
 and, as its namespace's init, ignores signals from jobs. SysV IPC is refused by the seccomp filter, since
@@ -35,8 +38,12 @@ import time
 import traceback
 import types
 import typing  # noqa: F401  (pre-imported for jobs: HumanEval's programs start with `from typing import`)
+# Modules programs and tests often import (HumanEval, MBPP): a forked job finds them loaded. `random`
+# reseeds itself in every forked child (os.register_at_fork), so jobs do not share a random sequence.
+import bisect, collections, copy, functools, heapq, itertools, math, random, re, string  # noqa: E401,F401
 
 CONTROL_IN, CONTROL_OUT = 200, 201
+REPORT_FD = 3  # a job's report pipe (job["report_pipe"]): what it writes there reaches the host apart
 WORKDIR = "/box"
 SHM = "/dev/shm"
 _CHUNK = 65536
@@ -60,13 +67,13 @@ def _exit_code(status: int) -> int:
 # ------------------------------------------------------------------ the job's process
 
 
-def _run_main(path: str, code: types.CodeType | None) -> int:
-    """Run `path` (already compiled as `code`, if given) as __main__ the way `python path` would; the
-    exit code."""
+def _run_main(path: str, code: types.CodeType | None, args: list[str]) -> int:
+    """Run `path` (already compiled as `code`, if given) as __main__ the way `python path *args` would;
+    the exit code."""
     module = types.ModuleType("__main__")
     module.__file__, module.__builtins__ = path, builtins
     sys.modules["__main__"] = module
-    sys.argv, sys.path[0] = [path], os.path.dirname(path)
+    sys.argv, sys.path[0] = [path, *args], os.path.dirname(path)
     try:
         if code is None:
             with open(path, "rb") as f:
@@ -83,13 +90,15 @@ def _run_main(path: str, code: types.CodeType | None) -> int:
         return 1
 
 
-def _job_child(job: dict, main_code: types.CodeType | None, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None:
+def _job_child(job: dict, main_code: types.CodeType | None, fds: tuple[int, ...]) -> None:
+    """The job's process: `fds` become its stdin, stdout, stderr and, when the job asked for one, its
+    report pipe (fd REPORT_FD, named in argv)."""
     exit_code = 1
     try:
         os.setsid()
-        for target, fd in ((0, stdin_fd), (1, stdout_fd), (2, stderr_fd)):
+        for target, fd in enumerate(fds):
             os.dup2(fd, target)
-        os.closerange(3, 1 << 16)
+        os.closerange(len(fds), 1 << 16)
         os.chdir(WORKDIR)
         _set_dumpable(True)
         for key, value in job["limits"].items():
@@ -97,7 +106,8 @@ def _job_child(job: dict, main_code: types.CodeType | None, stdin_fd: int, stdou
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(RLIMITS[key], (value, value))
         atexit._clear()
-        exit_code = _run_main(os.path.join(WORKDIR, job["main"]), main_code)
+        args = [f"--report-fd={REPORT_FD}"] if len(fds) > REPORT_FD else []
+        exit_code = _run_main(os.path.join(WORKDIR, job["main"]), main_code, args)
         atexit._run_exitfuncs()
     except BaseException:
         traceback.print_exc()
@@ -192,22 +202,24 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
         os.chmod(path, mode)
         if name == job["main"] and job.get("trusted_main") and code is None:
             code = _trusted(content, path)
-    pipes = [os.pipe() for _ in range(3)]  # stdin, stdout, stderr
+    pipes = [os.pipe() for _ in range(4 if job.get("report_pipe") else 3)]  # stdin, stdout, stderr, report
+    child_ends = (pipes[0][0], *(w for _, w in pipes[1:]))
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        _job_child(job, code, pipes[0][0], pipes[1][1], pipes[2][1])
+        _job_child(job, code, child_ends)
     forked = time.monotonic()
-    for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
+    for fd in child_ends:
         os.close(fd)
     stdin_w, out_r, err_r = pipes[0][1], pipes[1][0], pipes[2][0]
+    report_r = pipes[3][0] if len(pipes) > 3 else None
     stdin = _read_exact(control, stdin_size)  # only now: the child's memory never held it
     pending = memoryview(stdin)
-    cap, outputs, truncated = job["output_bytes"], {out_r: bytearray(), err_r: bytearray()}, False
+    readers = {out_r, err_r} | ({report_r} if report_r is not None else set())
+    cap, outputs, truncated = job["output_bytes"], {fd: bytearray() for fd in readers}, False
     killed_for, status, usage = None, None, None
     deadline = start + job["wall_seconds"]
     pidfd = os.pidfd_open(pid)
-    readers = {out_r, err_r}
     writer = stdin_w if pending else None
     if writer is None:
         os.close(stdin_w)
@@ -259,7 +271,7 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
             outputs[fd] += chunk[:room]
             truncated = len(chunk) > room
         os.close(fd)
-    for fd in (out_r, err_r, pidfd) + ((writer,) if writer is not None else ()):
+    for fd in (*outputs, pidfd) + ((writer,) if writer is not None else ()):
         try:
             os.close(fd)
         except OSError:
@@ -277,6 +289,7 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
         "peak_memory_bytes": usage.ru_maxrss * 1024 if usage else 0,
         "stdout": base64.b64encode(bytes(outputs[out_r])).decode(),
         "stderr": base64.b64encode(bytes(outputs[err_r])).decode(),
+        "reports": base64.b64encode(bytes(outputs[report_r])).decode() if report_r is not None else None,
         "stdout_truncated": truncated and len(outputs[out_r]) >= cap,
         "stderr_truncated": truncated and len(outputs[err_r]) >= cap,
     }

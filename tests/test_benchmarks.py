@@ -3,6 +3,7 @@ from tests: these only check that each benchmark still runs and reports what it 
 from __future__ import annotations
 
 import importlib.util
+import gzip
 import json
 import os
 import subprocess
@@ -42,19 +43,33 @@ def test_code_reward_benchmark_runs_both_sides_and_reports_phases(tmp_path):
 
     if sandbox.capabilities().best_backend is None:
         pytest.skip("no namespace backend on this machine")
+    # Two HumanEval-form problems; the second one's solution, bound as the first's function (the
+    # workload's third variant), never ends on the first's test with a negative number.
+    rows = [{"task_id": "T/0", "prompt": "def inc(x):\n    \"\"\"x + 1\"\"\"\n", "canonical_solution": "    return x + 1\n",
+             "test": "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-3) == -2\n",
+             "entry_point": "inc"},
+            {"task_id": "T/1", "prompt": "def down(n):\n    \"\"\"0\"\"\"\n",
+             "canonical_solution": "    while n != 0:\n        n -= 1\n    return 0\n",
+             "test": "def check(candidate):\n    assert candidate(3) == 0\n", "entry_point": "down"}]
+    data_path = tmp_path / "problems.jsonl.gz"
+    with gzip.open(data_path, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
     out = tmp_path / "code_reward.json"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_code_reward.py"), "--limit", "2", "--samples", "3",
-           "--rounds", "1", "--chunk", "4", "--before", "HEAD", "--out", str(out)]
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_code_reward.py"), "--data", str(data_path),
+           "--samples", "3", "--rounds", "1", "--chunk", "4", "--before", "HEAD", "--out", str(out)]
     proc = subprocess.run(cmd, check=False, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["programs_per_round"] == 6 and data["same_rewards"]
-    for kind in ("distinct", "repeats"):
+    assert data["at_time_limit"] == [{"task_id": "T/0", "sample": 2}]
+    for kind, programs in (("distinct", 6), ("finishing", 5), ("repeats", 6)):
         for side in ("before", "after"):
-            assert data[kind][side]["programs_per_second"] > 0
+            assert data[kind][side]["programs_per_second"] > 0 and data[kind][side]["programs"] == programs
             assert data[kind][side]["correct"] == 2  # each problem's canonical solution; the rest are broken
         assert data[kind]["ratio_after_over_before"] > 0
+    # the program at its limit (3 s) is left out of "finishing" alone
+    assert data["finishing"]["after"]["best_seconds"] < 2.5 < data["distinct"]["after"]["best_seconds"]
     assert set(data["startup_seconds"]) == {"before", "after"}
     after = data["phases_ms_per_program"]["after"]
     for phase in ("host prepare (extract, plan, job)", "  host wait", "  server child (fork to exit)",

@@ -113,7 +113,7 @@ def test_humaneval_plan():
     p = plan(fields, "    return x + 1\n", "python", 3.0)
     assert p.kind == "humaneval" and p.program == "def f(x):\n    return x + 1\n"
     assert p.spec == {"kind": "humaneval", "program": p.program, "entry_point": "f", "deadline_seconds": 3.0,
-                      "test": "def check(c):\n    assert __rlvr_expect__(0, (c(1)))\n"}
+                      "test": "def check(c):\n    assert __rlvr_expect__(0, (c(1)))\n", "steps": [0]}
     assert p.expected == [(0, 2)] and p.names == ["assert c(1) == 2"]
     assert len(p.nonce) == harness.NONCE_BYTES
     assert plan({**fields, "prompt": None}, "X", "python", 3.0).program == "X"
@@ -449,3 +449,29 @@ def test_collect_at_the_deadline_is_timed_out():
     reports, done, timed_out = _collect_from([b'{"test": 0, "passed": true}\n'], exit_after=30, deadline=0.5)
     assert reports == [{"test": 0, "passed": True}] and done is False and timed_out is True
     assert time.monotonic() - start < 5
+
+
+def test_parse_reports_and_the_result_the_verifier_reads():
+    """The guard's rules, shared with the host for a warm sandbox's report pipe: a test's first outcome
+    stands, every expectation value counts, nothing after `done`, junk lines are skipped."""
+    buf = (b'{"test": 0, "passed": true}\nnot json\n{"expect": 0, "value": "1"}\n{"test": 0, "passed": false}\n'
+           b'{"expect": 0, "value": "2"}\n{"expect": "0", "value": "3"}\n{"done": 1}\n{"test": 1, "passed": true}\n')
+    reports, done = harness.parse_reports(buf)
+    assert done is True
+    assert reports == [{"test": 0, "passed": True}, {"expect": 0, "value": "1"}, {"expect": 0, "value": "2"}]
+    assert harness.parse_reports(b'{"test": 0, "passed": true}\n') == ([{"test": 0, "passed": True}], False)
+    assert harness.result_of(reports, done, False, ["t0"]) == {
+        "tests": [{"test": 0, "passed": True}], "complete": True, "timed_out": False, "names": ["t0"],
+        "values": [[0, "1"], [0, "2"]]}
+    assert harness._report_fd(["main.py", "--report-fd=3"]) == 3 and harness._report_fd(["main.py"]) is None
+
+
+def test_a_humaneval_spec_carries_its_steps_from_the_host():
+    """The verifier sends the statement index of each test, found in the test as written, so the harness
+    parses nothing twice; not the names, which quote expected values (the host names the tests)."""
+    p = plan({"test": CHECK, "entry_point": "f"}, "def f(x):\n    return x\n", "python", 2.0)
+    steps = harness.check_steps(CHECK)
+    assert p.spec["steps"] == [i for i, _ in steps] and p.names == harness.step_names(steps)
+    assert harness.spec_steps(p.spec) == [(i, f"test_{k}") for k, (i, _) in enumerate(steps)]
+    assert harness.spec_steps({"test": CHECK}) == steps  # a spec without them: found here
+    assert plan({"test": CHECK, "entry_point": "f"}, "def f(x): pass\n", "python", 2.0).names == p.names

@@ -477,6 +477,15 @@ def test_the_nonce_stays_secret(warm):
     v.close()
 
 
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_program_runs_one_fork_from_the_guard(warm):
+    """Warm, the sandbox's server is the guard and the program its child (pid 1's child: one fork per
+    program); cold, the harness's guard is pid 1 and forks the program. Reports arrive either way."""
+    program = fenced("import os\ndef parent():\n    return os.getppid()")
+    score = CodeVerifier(warm=warm).verify(Sample(completion=program, fields={"tests": ["assert parent() == 1"]}))
+    assert score.correct is True and score.reward == 1.0, score.reason
+
+
 @pytest.mark.parametrize("reward, warm", [("share", True), ("all", False)])
 def test_exit_and_marker_tricks_earn_nothing(reward, warm):
     names = list(CHEATS)

@@ -295,3 +295,34 @@ def test_the_server_and_the_host_say_where_a_jobs_time_went():
     assert 0.2 <= timing["child (fork to exit)"] <= result.wall_seconds
     assert set(spent) == {"encode", "wait", "decode"} and all(0 < t < 5 for t in spent.values()), spent
     assert spent["wait"] >= sum(sum(a["timing"].values()) for a in answers) >= 0.4  # summed over the jobs
+
+
+@needs_warm
+def test_a_report_pipe_reaches_the_host_apart_from_stdout():
+    """Job.report_pipe: fd 3, named in argv, whose bytes come back as Result.reports; a grandchild's late
+    write is cut off with the job, a flood is an output-limit kill, and a cold run has no pipe."""
+    report = ("import os, sys\nprint(sys.argv[1:])\nos.write(3, b'first\\n')\nos.write(3, b'second\\n')\n"
+              "print(os.listdir('/proc/self/fd'))\n")
+    late = ("import os, time\nif os.fork() == 0:\n    time.sleep(0.5)\n    os.write(3, b'late\\n')\n"
+            "    os._exit(0)\nos.write(3, b'early\\n')\n")
+    flood = "import os\nwhile True:\n    os.write(3, b'x' * 65536)\n"
+    limits = Limits(wall_seconds=5.0, output_bytes=1 << 20)
+    with Pool(1, warm=True) as pool:
+        piped, plain, late_run, flooded = pool.map([
+            Job(report, limits=limits, report_pipe=True), Job(report.replace("sys.argv[1:]", "0"), limits=limits),
+            Job(late, limits=limits, report_pipe=True), Job(flood, limits=limits, report_pipe=True)])
+    assert piped.status is Status.OK and piped.reports == b"first\nsecond\n"
+    assert piped.stdout == "['--report-fd=3']\n['0', '1', '2', '3', '4']\n"  # 4: listdir's own fd
+    assert plain.status is Status.RUNTIME_ERROR and plain.reports is None and "Bad file descriptor" in plain.stderr
+    assert late_run.reports == b"early\n"
+    assert flooded.status is Status.OUTPUT_LIMIT and len(flooded.reports) <= 1 << 20
+    cold = sandbox.run(report, limits=limits)
+    assert cold.reports is None and cold.status is Status.RUNTIME_ERROR  # no fd 3: no argv flag either
+
+
+@needs_warm
+def test_warm_jobs_do_not_share_a_random_sequence():
+    """`random` is pre-imported by the server; each forked job must still draw its own numbers."""
+    with Pool(1, warm=True) as pool:
+        draws = [r.stdout for r in pool.map([Job("import random\nprint(random.random())", limits=QUICK)] * 3)]
+    assert len(set(draws)) == 3, draws

@@ -42,7 +42,7 @@ from verifiers.base import Sample, Score, Verifier, VerifierError, failure
 from verifiers.code_compare import same_output
 from verifiers.code_expect import judge_expected
 from verifiers.code_extract import LANGUAGE_TAGS, MODES, extract_program
-from verifiers.code_harness import test_names
+from verifiers.code_harness import parse_reports, result_of, test_names
 from verifiers.code_plan import HARNESS_SOURCE, Plan, harness_result, plan
 
 # The guard stops the tests this share of the wall time (at most 2 s) before the sandbox's own deadline,
@@ -223,7 +223,7 @@ class CodeVerifier(Verifier):
                     for stdin, _ in p.cases]
         else:
             jobs = [sandbox.Job(HARNESS_SOURCE, "python", p.nonce + "\n", files={"spec.json": json.dumps(p.spec)},
-                                limits=limits, isolation=isolation, trusted=True)]
+                                limits=limits, isolation=isolation, trusted=True, report_pipe=True)]
         return _Prepared(p, jobs)
 
     # ---------------------------------------------------------------- scoring
@@ -273,12 +273,17 @@ class CodeVerifier(Verifier):
         return tests
 
     def _harness_tests(self, p: Plan, r: sandbox.Result) -> tuple[list[dict], bool]:
-        """Per-test outcomes from the guard's nonce-tagged line, and whether the guard confirmed that the
-        child reached the end of the tests. Without that line every test fails. In an unconfirmed run
-        (the program exited, crashed or hung midway) the tests reported before the end keep their
-        outcome, the rest fail, and the sample is never `passed`."""
+        """Per-test outcomes from the guard's nonce-tagged line (or, in a warm sandbox, whose server is
+        the guard, from the report pipe), and whether the guard confirmed that the child reached the end
+        of the tests. Without that line every test fails. In an unconfirmed run (the program exited,
+        crashed or hung midway) the tests reported before the end keep their outcome, the rest fail,
+        and the sample is never `passed`."""
         names = p.names or test_names(p.spec)
-        result = harness_result(r.stdout, p.nonce)
+        if r.reports is not None:
+            reports, done = parse_reports(r.reports)
+            result = result_of(reports, done, r.status is sandbox.Status.TIMEOUT, names)
+        else:
+            result = harness_result(r.stdout, p.nonce)
         if result is None:
             why = f"no harness result ({r.status.value})"
             return [{"name": n, "passed": False, "error": why} for n in names], False

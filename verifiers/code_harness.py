@@ -11,6 +11,11 @@ program under test:
   reports it received and whether the child reported reaching the end of the tests. The verifier
   accepts results only from that line, so `sys.exit(0)`, `os._exit(0)`, atexit hooks, killed parents
   or printed fake markers earn nothing: no nonce, or an incomplete run.
+- In a warm sandbox the guard is the sandbox's server (sandbox/zygote.py), which never runs program
+  code either: it gives the job a report pipe (`--report-fd=N` in argv), this process runs as the
+  child directly, and the server hands the pipe's bytes to the host apart from stdout, where the
+  verifier reads them with the same parse_reports. The program cannot reach the server's reply, so no
+  nonce is needed there; one fork per program instead of two.
 - The nonce never touches disk or argv: it arrives on stdin into a bytearray, the guard marks itself
   non-dumpable (no /proc/<pid>/mem, no ptrace), and spec.json and this file are deleted before any
   program code runs.
@@ -52,6 +57,7 @@ NONCE_BYTES = 32
 RESULT_TAG = "RLVR-HARNESS-RESULT"
 MAX_ERROR_CHARS = 300
 EXPECT_NAME = "__rlvr_expect__"
+REPORT_FD_ARG = "--report-fd="  # argv of a warm run with a report pipe (sandbox.Job.report_pipe)
 MAX_VALUE_CHARS = 100_000  # a reported repr; the whole result line must fit the run's output limit
 
 # Exact types whose comparisons the program under test cannot redefine.
@@ -204,8 +210,17 @@ def run_tests(spec: dict, report) -> None:
 
 def test_names(spec: dict) -> list[str]:
     if spec["kind"] == "humaneval":
-        return step_names(check_steps(spec["test"]))
+        return step_names(spec_steps(spec))
     return [f"test_{i}" for i in range(len(spec["tests"]))]
+
+
+def spec_steps(spec: dict) -> list[tuple[int, str]]:
+    """A HumanEval spec's check_steps. The verifier sends the statement indices it found in the test as
+    written, so nothing is parsed twice here; not their names, which quote the expected values that must
+    stay on the host (it names the tests itself)."""
+    if "steps" in spec:
+        return [(int(i), f"test_{k}") for k, i in enumerate(spec["steps"])]
+    return check_steps(spec["test"])
 
 
 def step_names(steps: list[tuple[int, str]]) -> list[str]:
@@ -261,7 +276,7 @@ class CheckSplitter(ast.NodeTransformer):
 def _run_check(spec: dict, ns: dict, guards: dict, report) -> None:
     """Run HumanEval's check in `ns`, the tests' namespace; the guard names are bound again before each
     step (the program may have reached `ns` through its callers' frames)."""
-    steps = check_steps(spec["test"])
+    steps = spec_steps(spec)
     ns.update(guards)
     if not steps:  # no recognisable check(): the whole check is one test
         def check() -> None:
@@ -345,8 +360,8 @@ def _read_nonce() -> bytearray:
 
 
 def _collect(read_fd: int, pid: int, deadline: float) -> tuple[list[dict], bool, bool]:
-    """Reports from the child until it exits (or the deadline): (reports, done, timed_out). Reports are
-    each test's first outcome and every value reported for an expectation, in the order received."""
+    """Reports from the child until it exits (or the deadline): (reports, done, timed_out), as
+    parse_reports reads them."""
     pidfd = os.pidfd_open(pid)
     buf, open_fds, exited, timed_out = b"", {read_fd, pidfd}, False, False
     while read_fd in open_fds:
@@ -366,6 +381,14 @@ def _collect(read_fd: int, pid: int, deadline: float) -> tuple[list[dict], bool,
                 buf += chunk
             else:
                 open_fds.discard(read_fd)
+    os.close(pidfd)
+    return (*parse_reports(buf), timed_out)
+
+
+def parse_reports(buf: bytes) -> tuple[list[dict], bool]:
+    """(reports, done) from the report lines a child wrote: each test's first outcome and every value
+    reported for an expectation, in the order received, up to the `done` line. Used by the guard, and
+    by the verifier for a warm sandbox's report pipe (there the sandbox's server is the guard)."""
     reports, seen, done = [], set(), False
     for line in buf.splitlines():
         try:
@@ -381,8 +404,19 @@ def _collect(read_fd: int, pid: int, deadline: float) -> tuple[list[dict], bool,
         elif (isinstance(message, dict) and "test" not in message and type(message.get("expect")) is int
               and isinstance(message.get("value"), str)):
             reports.append(message)  # every value reported for an expectation: the verifier judges them all
-    os.close(pidfd)
-    return reports, done, timed_out
+    return reports, done
+
+
+def result_of(reports: list[dict], done: bool, timed_out: bool, names: list[str]) -> dict:
+    """The result the verifier reads: the guard prints it on its nonce-tagged line."""
+    return {"tests": [r for r in reports if "test" in r], "complete": done, "timed_out": timed_out,
+            "names": names, "values": [[r["expect"], r["value"]] for r in reports if "test" not in r]}
+
+
+def _report_fd(argv: list[str]) -> int | None:
+    """The report pipe a warm sandbox gave this process (sandbox.Job.report_pipe), if any."""
+    args = [a for a in argv[1:] if a.startswith(REPORT_FD_ARG)]
+    return int(args[0][len(REPORT_FD_ARG):]) if args else None
 
 
 def main() -> None:
@@ -394,6 +428,11 @@ def main() -> None:
             os.unlink(path)
         except OSError:
             pass
+    report_fd = _report_fd(sys.argv)
+    if report_fd is not None:
+        # A warm sandbox's server, which never runs program code either, is the guard: it alone reads
+        # this pipe and answers the host. No second process, so no second fork per program.
+        _child(spec, nonce, report_fd)
     _set_dumpable(False)
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()  # defensive: the guard prints nothing before the fork today
@@ -415,9 +454,7 @@ def main() -> None:
         except OSError:
             pass
     _, status = os.waitpid(pid, 0)
-    result = {"tests": [r for r in reports if "test" in r], "complete": done, "timed_out": timed_out,
-              "names": test_names(spec),
-              "values": [[r["expect"], r["value"]] for r in reports if "test" not in r]}
+    result = result_of(reports, done, timed_out, test_names(spec))
     line = f"\n{RESULT_TAG} {nonce.decode()} {json.dumps(result)}\n".encode()
     view = memoryview(line)
     while view:

@@ -17,6 +17,7 @@ code_expect).
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import secrets
@@ -109,31 +110,46 @@ def plan(fields: dict, code: str, language: str, deadline_seconds: float, max_ca
         if not isinstance(fields.get("test"), str) or not isinstance(fields["entry_point"], str):
             raise VerifierError("code verifier: HumanEval form needs string fields 'test' and 'entry_point'")
         program = humaneval_program(str(fields.get("prompt") or ""), code, fields["entry_point"])
-        steps = check_steps(fields["test"])  # of the test as written: its names, and the step of each
-        test_of_step = {step: k for k, (step, _) in enumerate(steps)}
-        test, found = hide_expected(fields["test"], _check_body)
-        spec = {"kind": "humaneval", "program": program, "test": test, "entry_point": fields["entry_point"]}
-        return _harness_plan("humaneval", program, spec, deadline_seconds,
-                             [(test_of_step[step], value) for step, value in found],
-                             step_names(steps))
+        steps, test, expected = _humaneval_test(fields["test"])
+        spec = {"kind": "humaneval", "program": program, "test": test, "entry_point": fields["entry_point"],
+                "steps": [i for i, _ in steps]}
+        return _harness_plan("humaneval", program, spec, deadline_seconds, list(expected), step_names(steps))
     for key in ("tests", "test_list"):
         if key in fields:
             tests = _as_str_list(fields[key], key)
             if not tests:
                 raise VerifierError(f"code verifier: field {key!r} is empty")
-            hidden, expected = [], []
-            for i, test in enumerate(tests):
-                source, found = hide_expected(test, _module_body, len(expected))
-                hidden.append(source)
-                expected += [(i, value) for _, value in found]
-            spec = {"kind": "mbpp", "program": code, "setup": _mbpp_setup(fields), "tests": hidden}
-            return _harness_plan("mbpp", code, spec, deadline_seconds, expected,
+            hidden, expected = _mbpp_tests(tuple(tests))
+            spec = {"kind": "mbpp", "program": code, "setup": _mbpp_setup(fields), "tests": list(hidden)}
+            return _harness_plan("mbpp", code, spec, deadline_seconds, list(expected),
                                  test_names({"kind": "mbpp", "tests": tests}))
     if "cases" in fields or "test" in fields:
         cases = _cases(fields)
         return Plan("stdio", code, language, cases=cases[:max_cases] if max_cases else cases)
     raise VerifierError("code verifier: sample fields need tests (MBPP asserts), test + entry_point "
                         f"(HumanEval) or cases (stdin/stdout); got keys {sorted(fields)}")
+
+
+# A group's samples share their tests: what the host makes of a test is worked out once per test.
+@functools.lru_cache(maxsize=1024)
+def _humaneval_test(test: str) -> tuple[list[tuple[int, str]], str, tuple[tuple[int, object], ...]]:
+    """(check_steps of the test as written: their names and statements, the test with its literal
+    asserts hidden, (test index, literal) of each hidden one)."""
+    steps = check_steps(test)
+    test_of_step = {step: k for k, (step, _) in enumerate(steps)}
+    hidden, found = hide_expected(test, _check_body)
+    return steps, hidden, tuple((test_of_step[step], value) for step, value in found)
+
+
+@functools.lru_cache(maxsize=1024)
+def _mbpp_tests(tests: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[int, object], ...]]:
+    """(the tests with their literal asserts hidden, (test index, literal) of each hidden one)."""
+    hidden, expected = [], []
+    for i, test in enumerate(tests):
+        source, found = hide_expected(test, _module_body, len(expected))
+        hidden.append(source)
+        expected += [(i, value) for _, value in found]
+    return tuple(hidden), tuple(expected)
 
 
 def _module_body(tree: ast.Module) -> list[ast.stmt]:
