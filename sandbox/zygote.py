@@ -43,7 +43,7 @@ import typing  # noqa: F401  (pre-imported for jobs: HumanEval's programs start 
 import bisect, collections, copy, functools, heapq, itertools, math, random, re, string  # noqa: E401,F401
 
 CONTROL_IN, CONTROL_OUT = 200, 201
-REPORT_FD = 3  # a job's report pipe (job["report_pipe"]): what it writes there reaches the host apart
+REPORT_FD = 3  # a job's report pipe (job["report_pipe"]), returned to the host apart from its stdout
 WORKDIR = "/box"
 SHM = "/dev/shm"
 _CHUNK = 65536
