@@ -38,6 +38,9 @@ class Job:
     # A warm run gives the program a pipe on fd 3 (`--report-fd=3` in its argv), whose bytes come back as
     # Result.reports; a cold run gives none (Result.reports is None), so the program must also work without.
     report_pipe: bool = False
+    # A warm run ends the program here (a TIMEOUT) rather than at limits.wall_seconds: where a program that
+    # guards itself in a cold run (the code harness) stops at its own deadline, so both score alike.
+    stop_seconds: float | None = None
 
 
 def _run_job(job: Job) -> Result:
@@ -93,7 +96,8 @@ class Pool:
         key = (job.limits.disk_bytes, job.isolation)
         try:
             box = self._checkout(key, job)
-            result = box.run(job.program, job.stdin, dict(job.files), job.limits, job.trusted, job.report_pipe)
+            result = box.run(job.program, job.stdin, dict(job.files), job.limits, job.trusted, job.report_pipe,
+                             job.stop_seconds)
         except WarmSandboxBroken:
             return _run_job(job)
         if box.alive:  # a server that could not wipe after a job has retired itself

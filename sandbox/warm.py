@@ -8,7 +8,6 @@ program. Used by `Pool(warm=True)`; any failure of the server falls back to a co
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -95,23 +94,33 @@ class WarmSandbox:
 
     def _read_line(self, deadline: float) -> dict:
         while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._selector.select(timeout=remaining):
-                self.close()
-                raise WarmSandboxBroken("warm sandbox server stopped answering")
-            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
-            if not chunk:
-                self.close()
-                raise WarmSandboxBroken("warm sandbox server exited")
-            self._buffer += chunk
+            self._read_more(deadline)
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
 
+    def _read_exact(self, size: int, deadline: float) -> bytes:
+        while len(self._buffer) < size:
+            self._read_more(deadline)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def _read_more(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not self._selector.select(timeout=remaining):
+            self.close()
+            raise WarmSandboxBroken("warm sandbox server stopped answering")
+        chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
+        if not chunk:
+            self.close()
+            raise WarmSandboxBroken("warm sandbox server exited")
+        self._buffer += chunk
+
     def run(self, program: str | bytes, stdin: str | bytes | None, files: dict, limits: Limits,
-            trusted: bool = False, report_pipe: bool = False) -> Result:
+            trusted: bool = False, report_pipe: bool = False, stop_seconds: float | None = None) -> Result:
         """Run a Python program like sandbox.run would; raises WarmSandboxBroken if the server fails.
         `trusted` programs (a harness, never model output) are compiled once by the server and reused;
-        with `report_pipe` the program gets one (see sandbox.Job) and Result.reports holds its bytes."""
+        with `report_pipe` the program gets one (see sandbox.Job) and Result.reports holds its bytes;
+        `stop_seconds` ends it sooner than the wall limit (sandbox.Job)."""
         t0 = time.perf_counter()
         payload = {check_name(n): (as_bytes(c), 0o644) for n, c in (files or {}).items()}
         payload["main.py"] = (as_bytes(program), 0o644)
@@ -123,27 +132,32 @@ class WarmSandbox:
             "trusted_main": trusted,
             "trusted_digest": digest if "main.py" not in payload else None,
             "report_pipe": report_pipe,
-            "files": {n: (base64.b64encode(d).decode(), mode) for n, (d, mode) in payload.items()},
+            "stop_seconds": stop_seconds,
+            # names, sizes and modes; the bytes follow the job raw, as the stdin does (see zygote.run_job)
+            "files": [[n, len(d), mode] for n, (d, mode) in payload.items()],
             "wall_seconds": limits.wall_seconds,
             "output_bytes": limits.output_bytes,
             "limits": {"cpu": max(1, int(-(-limits.cpu // 1))), "memory": limits.memory_bytes,
                        "file_size": limits.file_size_bytes, "open_files": limits.open_files,
                        "processes": limits.processes + _BACKEND_PROCESSES},
         }
-        # The stdin travels after the job, raw: the server reads it only once the job's process exists.
+        # The stdin travels last, raw: the server reads it only once the job's process exists.
         encoded, stdin_bytes = json.dumps(job).encode(), as_bytes(stdin or b"")
         t1 = time.perf_counter()
         try:
-            self.proc.stdin.write(f"{len(encoded)} {len(stdin_bytes)}\n".encode() + encoded + stdin_bytes)
+            self.proc.stdin.write(b"".join([f"{len(encoded)} {len(stdin_bytes)}\n".encode(), encoded,
+                                            *(d for d, _ in payload.values()), stdin_bytes]))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             self.close()
             raise WarmSandboxBroken("warm sandbox server is gone") from None
-        answer = self._read_line(time.monotonic() + limits.wall_seconds + ANSWER_GRACE_SECONDS)
-        t2 = time.perf_counter()
+        deadline = time.monotonic() + limits.wall_seconds + ANSWER_GRACE_SECONDS
+        answer = self._read_line(deadline)
         if "error" in answer:
             self.close()
             raise WarmSandboxBroken(f"warm sandbox server failed: {answer['error']}")
+        answer["streams"] = [self._read_exact(size, deadline) for size in answer["sizes"]]
+        t2 = time.perf_counter()
         if trusted:
             self._trusted_sent.add(digest)
         result = self._result(answer, limits)
@@ -159,8 +173,8 @@ class WarmSandbox:
         return self._lease is not None
 
     def _result(self, answer: dict, limits: Limits) -> Result:
-        stdout, stderr = (base64.b64decode(answer[k]).decode(errors="replace") for k in ("stdout", "stderr"))
-        reports = base64.b64decode(answer["reports"]) if answer.get("reports") is not None else None
+        out, err, *reports = answer["streams"]
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         killed_for = {"timeout": Status.TIMEOUT, "output_limit": Status.OUTPUT_LIMIT}.get(answer["killed_for"])
         status = classify(exit_code=answer["exit_code"], killed_for=killed_for, stderr=stderr,
                           cpu_seconds=answer["cpu_seconds"], cpu_limit=limits.cpu,
@@ -169,7 +183,7 @@ class WarmSandbox:
                       wall_seconds=answer["wall_seconds"], cpu_seconds=answer["cpu_seconds"],
                       peak_memory_bytes=answer["peak_memory_bytes"], signal=exit_signal(answer["exit_code"]),
                       stdout_truncated=answer["stdout_truncated"], stderr_truncated=answer["stderr_truncated"],
-                      reports=reports,
+                      reports=reports[0] if reports else None,
                       isolation={"backend": "bwrap", "warm": True, "seccomp": self._seccomp, "private_uid": True,
                                  "leftover_processes_killed": [], "uid": self.uid})
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import ast  # noqa: F401  (pre-imported for jobs: the code verifier's harness uses these)
 import atexit
-import base64
 import builtins
 import gc
 import hashlib
 import json
+import mmap
 import operator  # noqa: F401
 import os
 import resource
@@ -176,32 +176,84 @@ def _trusted(source: bytes, path: str) -> types.CodeType:
 
 
 def _read_exact(fd: int, size: int) -> bytearray:
-    """`size` bytes from `fd`, read straight into a buffer that can be zeroed afterwards."""
+    """`size` bytes from `fd` (a job's header)."""
     data = bytearray(size)
-    view, got = memoryview(data), 0
-    while got < size:
+    _fill(fd, memoryview(data))
+    return data
+
+
+def _fill(fd: int, view: memoryview) -> None:
+    """Read from `fd` straight into `view` until it is full."""
+    got = 0
+    while got < len(view):
         n = os.readv(fd, [view[got:]])
         if n == 0:
             raise EOFError("control pipe ended inside a job")
         got += n
-    return data
 
 
-def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
-    """Run one job whose stdin (`stdin_size` bytes) follows on `control`; the answer the host turns into
-    a Result."""
+class _Region:
+    """A job's bytes (its files, stdin, output) in an anonymous mapping of their own, read into and
+    written from without a copy on the heap, and unmapped when the job ends. So no later job, a fork of
+    this server, finds an earlier job's programs, stdin or output in its memory: the heap never held
+    them, and the mapping is gone (or, for the job itself, wiped in the fork) before it starts."""
+
+    def __init__(self, size: int) -> None:
+        self.map = mmap.mmap(-1, max(size, 1))
+        try:  # a second guard: no job is forked while a region is mapped anyway
+            self.map.madvise(mmap.MADV_WIPEONFORK)
+        except (AttributeError, OSError):
+            pass
+        self.view = memoryview(self.map)
+
+    def close(self) -> None:
+        self.view.release()
+        self.map.close()
+
+
+class _Output:
+    """One output stream of the job, up to `cap` bytes, in a _Region."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.size, self.region = cap, 0, _Region(cap + 1)  # one byte more: to see an overflow
+
+    def read(self, fd: int) -> bool:
+        """Read what `fd` has; False at end of file. Past the cap the stream is `overflowed`."""
+        if self.size > self.cap:
+            return False
+        n = os.readv(fd, [self.region.view[self.size : self.cap + 1]])
+        self.size += n
+        return n > 0
+
+    @property
+    def overflowed(self) -> bool:
+        return self.size > self.cap
+
+    def data(self) -> memoryview:
+        return self.region.view[: min(self.size, self.cap)]
+
+
+def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> tuple[dict, list[memoryview]]:
+    """Run one job whose files (sizes in the job) then stdin (`stdin_size` bytes) follow on `control`;
+    the answer the host turns into a Result, and the output bytes that follow it (stdout, stderr and
+    the report pipe's, sizes in the answer). The caller writes both, then calls the answer's `close`."""
     code, t0 = None, time.monotonic()
-    files = {name: (base64.b64decode(data), mode) for name, (data, mode) in job["files"].items()}
     if job.get("trusted_digest"):  # a trusted main sent before: its source and code are here
         source, code = _TRUSTED[job["trusted_digest"]]
-        files[job["main"]] = (source, 0o644)
-    for name, (content, mode) in files.items():
+        with open(os.path.join(WORKDIR, job["main"]), "wb") as f:
+            f.write(source)
+    for name, size, mode in job["files"]:
         path = os.path.join(WORKDIR, name)
-        with open(path, "wb") as f:
-            f.write(content)
+        region = _Region(size)
+        try:
+            _fill(control, region.view[:size])
+            with open(path, "wb") as f:
+                f.write(region.view[:size])
+            if name == job["main"] and job.get("trusted_main") and code is None:
+                code = _trusted(bytes(region.view[:size]), path)  # a harness: public, kept on purpose
+        finally:
+            region.close()
         os.chmod(path, mode)
-        if name == job["main"] and job.get("trusted_main") and code is None:
-            code = _trusted(content, path)
     pipes = [os.pipe() for _ in range(4 if job.get("report_pipe") else 3)]  # stdin, stdout, stderr, report
     child_ends = (pipes[0][0], *(w for _, w in pipes[1:]))
     start = time.monotonic()
@@ -211,14 +263,14 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
     forked = time.monotonic()
     for fd in child_ends:
         os.close(fd)
-    stdin_w, out_r, err_r = pipes[0][1], pipes[1][0], pipes[2][0]
-    report_r = pipes[3][0] if len(pipes) > 3 else None
-    stdin = _read_exact(control, stdin_size)  # only now: the child's memory never held it
-    pending = memoryview(stdin)
-    readers = {out_r, err_r} | ({report_r} if report_r is not None else set())
-    cap, outputs, truncated = job["output_bytes"], {fd: bytearray() for fd in readers}, False
+    stdin_w = pipes[0][1]
+    outputs = {r: _Output(job["output_bytes"]) for r, _ in pipes[1:]}
+    readers = set(outputs)
+    stdin = _Region(stdin_size)  # only now: the job's process never held it
+    _fill(control, stdin.view[:stdin_size])
+    pending = stdin.view[:stdin_size]
     killed_for, status, usage = None, None, None
-    deadline = start + job["wall_seconds"]
+    deadline = start + min(job["wall_seconds"], job.get("stop_seconds") or job["wall_seconds"])
     pidfd = os.pidfd_open(pid)
     writer = stdin_w if pending else None
     if writer is None:
@@ -245,16 +297,10 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
                 os.close(writer)
                 writer = None
         for fd in r:
-            if fd in readers:
-                chunk = os.read(fd, _CHUNK)
-                if not chunk:
-                    readers.discard(fd)
-                    continue
-                room = cap - len(outputs[fd])
-                outputs[fd] += chunk[:room]
-                if len(chunk) > room:
-                    truncated = True
-                    killed_for = "output_limit"
+            if fd in readers and not outputs[fd].read(fd):
+                readers.discard(fd)
+            if outputs.get(fd) is not None and outputs[fd].overflowed:
+                killed_for = "output_limit"
         if killed_for:
             break
     if status is None:
@@ -262,15 +308,13 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
         _, status, usage = os.wait4(pid, 0)
     ended = time.monotonic()
     wall = ended - start
-    stdin[:] = bytes(len(stdin))  # nor does a later job's child find it
+    pending.release()
+    stdin.close()
     # Like a cold run's namespace ending with its program: nothing of the job outlives it.
     _kill_all_but_me()
     for fd in list(readers):  # the writers are all dead: drain to EOF
-        while len(chunk := os.read(fd, _CHUNK)) and not truncated:
-            room = cap - len(outputs[fd])
-            outputs[fd] += chunk[:room]
-            truncated = len(chunk) > room
-        os.close(fd)
+        while outputs[fd].read(fd):
+            pass
     for fd in (*outputs, pidfd) + ((writer,) if writer is not None else ()):
         try:
             os.close(fd)
@@ -280,19 +324,19 @@ def run_job(job: dict, stdin_size: int = 0, control: int = CONTROL_IN) -> dict:
     _wipe(SHM)
     timing = {"write files": start - t0, "fork": forked - start, "child (fork to exit)": ended - forked,
               "kill + wipe": time.monotonic() - ended}
-    return {
+    out, err, *report = outputs.values()
+    streams = [out, err, *report]
+    answer = {
         "timing": timing,
         # Whatever could not be wiped would reach the next job: then this server must not serve again.
         "retire": bool(os.listdir(WORKDIR) or os.listdir(SHM)),
         "exit_code": _exit_code(status), "killed_for": killed_for, "wall_seconds": wall,
         "cpu_seconds": (usage.ru_utime + usage.ru_stime) if usage else 0.0,
         "peak_memory_bytes": usage.ru_maxrss * 1024 if usage else 0,
-        "stdout": base64.b64encode(bytes(outputs[out_r])).decode(),
-        "stderr": base64.b64encode(bytes(outputs[err_r])).decode(),
-        "reports": base64.b64encode(bytes(outputs[report_r])).decode() if report_r is not None else None,
-        "stdout_truncated": truncated and len(outputs[out_r]) >= cap,
-        "stderr_truncated": truncated and len(outputs[err_r]) >= cap,
+        "sizes": [len(s.data()) for s in streams],  # stdout, stderr[, reports]: their bytes follow
+        "stdout_truncated": out.overflowed, "stderr_truncated": err.overflowed,
     }
+    return answer, streams
 
 
 def main() -> None:
@@ -315,14 +359,23 @@ def main() -> None:
             if not byte:
                 return
             header += byte
+        streams: list[_Output] = []
         try:
             json_size, stdin_size = map(int, header.split())
-            answer = run_job(json.loads(_read_exact(CONTROL_IN, json_size)), stdin_size)
+            answer, streams = run_job(json.loads(_read_exact(CONTROL_IN, json_size)), stdin_size)
         except Exception as e:  # a server bug: answer it, the host replaces this sandbox
             answer = {"error": f"{type(e).__name__}: {e}"}
-        data = memoryview(json.dumps(answer).encode() + b"\n")
-        while data:
-            data = data[os.write(CONTROL_OUT, data):]
+        _write_all(memoryview(json.dumps(answer).encode() + b"\n"))
+        for stream in streams:  # raw, from their own mappings: no copy of a job's output on the heap
+            data = stream.data()
+            _write_all(data)
+            data.release()
+            stream.region.close()
+
+
+def _write_all(data: memoryview) -> None:
+    while data:
+        data = data[os.write(CONTROL_OUT, data):]
 
 
 if __name__ == "__main__":

@@ -207,3 +207,69 @@ def test_non_literal_asserts_resist_rebinding_the_guard_names(warm):
                 for n in names for form, fields in forms]
     scores = CodeVerifier(warm=warm).verify_batch(samples(labelled))
     assert_nothing_earned(labelled, [s.reward for s in scores], [s.correct for s in scores])
+
+
+# Reads every readable mapping of its own process and returns what `pattern` (bytes) finds first.
+_MEMORY_SCAN = r'''
+import re
+def _scan(pattern):
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if "r" not in parts[1] or parts[-1] in ("[vvar]", "[vsyscall]"):
+                continue
+            try:
+                mem.seek(lo)
+                found = re.search(pattern, mem.read(hi - lo))
+            except (OSError, ValueError, OverflowError):
+                continue
+            if found:
+                return found
+'''
+
+
+def test_a_program_finds_nothing_of_earlier_samples_in_its_memory():
+    """In a warm sandbox every program is a fork of the same server: an earlier sample's passing report,
+    its stdout (a stdin/stdout problem's expected answer) or its program must not be in the memory a
+    later program inherits. The thief passes only by finding them, and before the fix it did."""
+    value = _MEMORY_SCAN + "def add(a, b):\n    m = _scan(rb'\"expect\": 0, \"value\": \"(\\d+)\"')\n" \
+                           "    return int(m.group(1)) if m else 0\n"
+    program = _MEMORY_SCAN + "def add(a, b):\n    m = _scan(rb'de' + rb'f add\\(a, b\\):\\n    return a \\+ b  # \\w+')\n" \
+                             "    if m is None:\n        return 0\n    ns = {}\n    exec(m.group(0).decode(), ns)\n" \
+                             "    return ns['add'](a, b)\n"
+    honest = "def add(a, b):\n    return a + b  # honest\n"
+    tests = {"tests": ["assert add(1000, 2345) == 3345"]}
+    cases = {"cases": [{"stdin": "1000 2345\n", "stdout": "ANSWER-3345\n"}]}
+    printed = _MEMORY_SCAN + "m = _scan(rb'ANSWER-' + rb'(\\d+)\\n')\nprint(m.group(0).decode() if m else 0, end='')\n"
+    solve = "a, b = map(int, input().split())\nprint('ANSWER-' + str(a + b))\n"
+    v = CodeVerifier(warm=True, workers=1, dedupe=False)
+    rows = [(honest, tests), (value, tests), (program, tests), (solve, cases), (printed, cases)]
+    scores = v.verify_batch([Sample(completion=f"```python\n{c}```\n", fields=f) for c, f in rows])
+    v.close()
+    assert [s.reward for s in scores] == [1.0, 0.0, 0.0, 1.0, 0.0], [s.reason for s in scores]
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_report_nested_too_deep_is_a_failed_sample_not_an_error(warm):
+    """A line the host's JSON reader cannot nest that deep must not turn the sample into an exception
+    (which evaluation leaves out of its accuracy)."""
+    program = ("import os, sys\nfd = int(sys.argv[1].split('=')[1]) if len(sys.argv) > 1 else 4\n"
+               "try:\n    os.write(fd, b'[' * 100000 + b'\\n')\nexcept OSError:\n    pass\n"
+               "def add(a, b):\n    return 0\n")
+    score = CodeVerifier(warm=warm).verify(Sample(completion=f"```python\n{program}```\n",
+                                                  fields={"tests": MBPP_TESTS}))
+    assert score.reward == 0.0 and score.details["status"] != "exception", score.reason
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_warm_and_cold_runs_score_a_program_alike(warm):
+    """The same program earns the same in both sandboxes: a slow one stops at the harness's deadline
+    (3 s of a 4 s limit) in both, and a program sees the argv of `python main.py` in both."""
+    slow = "import time\ndef add(a, b):\n    time.sleep(1.6)\n    return a + b\n"
+    argv = "import sys\nassert len(sys.argv) == 1, sys.argv\ndef add(a, b):\n    return a + b\n"
+    fields = {"tests": MBPP_TESTS[:2], "timeout": 4.0}
+    scores = CodeVerifier(warm=warm, dedupe=False).verify_batch(
+        [Sample(completion=f"```python\n{p}```\n", fields=fields) for p in (slow, argv)])
+    assert [s.reward for s in scores] == [0.5, 1.0], [s.reason for s in scores]
+    assert scores[0].details["status"] == "timeout"

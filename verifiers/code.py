@@ -223,7 +223,8 @@ class CodeVerifier(Verifier):
                     for stdin, _ in p.cases]
         else:
             jobs = [sandbox.Job(HARNESS_SOURCE, "python", p.nonce + "\n", files={"spec.json": json.dumps(p.spec)},
-                                limits=limits, isolation=isolation, trusted=True, report_pipe=True)]
+                                limits=limits, isolation=isolation, trusted=True, report_pipe=True,
+                                stop_seconds=deadline)]
         return _Prepared(p, jobs)
 
     # ---------------------------------------------------------------- scoring

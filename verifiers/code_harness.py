@@ -393,7 +393,7 @@ def parse_reports(buf: bytes) -> tuple[list[dict], bool]:
     for line in buf.splitlines():
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested too deep, written to hurt
             continue
         if isinstance(message, dict) and "done" in message:
             done = True
@@ -429,6 +429,7 @@ def main() -> None:
         except OSError:
             pass
     report_fd = _report_fd(sys.argv)
+    sys.argv[1:] = []  # the program sees the argv of `python main.py`, as in a cold run
     if report_fd is not None:
         # A warm sandbox's server, which never runs program code either, is the guard: it alone reads
         # this pipe and answers the host. No second process, so no second fork per program.
