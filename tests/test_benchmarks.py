@@ -68,8 +68,8 @@ def test_code_reward_benchmark_runs_both_sides_and_reports_phases(tmp_path):
             assert data[kind][side]["programs_per_second"] > 0 and data[kind][side]["programs"] == programs
             assert data[kind][side]["correct"] == 2  # each problem's canonical solution; the rest are broken
         assert data[kind]["ratio_after_over_before"] > 0
-    # the program at its limit (3 s) is left out of "finishing" alone
-    assert data["finishing"]["after"]["best_seconds"] < 2.5 < data["distinct"]["after"]["best_seconds"]
+    # the program stopped at its time limit (the harness's deadline: 2.25 s of 3) is left out of "finishing" alone
+    assert data["finishing"]["after"]["best_seconds"] < 2.0 < data["distinct"]["after"]["best_seconds"]
     assert set(data["startup_seconds"]) == {"before", "after"}
     after = data["phases_ms_per_program"]["after"]
     for phase in ("host prepare (extract, plan, job)", "  host wait", "  server child (fork to exit)",

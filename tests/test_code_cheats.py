@@ -235,9 +235,15 @@ def test_a_program_finds_nothing_of_earlier_samples_in_its_memory():
     later program inherits. The thief passes only by finding them, and before the fix it did."""
     value = _MEMORY_SCAN + "def add(a, b):\n    m = _scan(rb'\"expect\": 0, \"value\": \"(\\d+)\"')\n" \
                            "    return int(m.group(1)) if m else 0\n"
-    program = _MEMORY_SCAN + "def add(a, b):\n    m = _scan(rb'de' + rb'f add\\(a, b\\):\\n    return a \\+ b  # \\w+')\n" \
-                             "    if m is None:\n        return 0\n    ns = {}\n    exec(m.group(0).decode(), ns)\n" \
-                             "    return ns['add'](a, b)\n"
+    # the honest program, raw or as spec.json holds it (newlines escaped), run as its own
+    program = _MEMORY_SCAN + r"""def add(a, b):
+    m = _scan(rb'de' + rb'f add\(a, b\):(?:\n|\\n)    return a \+ b  # honest')
+    if m is None:
+        return 0
+    ns = {}
+    exec(m.group(0).decode().replace('\\n', '\n'), ns)
+    return ns['add'](a, b)
+"""
     honest = "def add(a, b):\n    return a + b  # honest\n"
     tests = {"tests": ["assert add(1000, 2345) == 3345"]}
     cases = {"cases": [{"stdin": "1000 2345\n", "stdout": "ANSWER-3345\n"}]}
