@@ -9,7 +9,9 @@ before reading it from the pipe. For each job it forks a child
 that lowers its rlimits, takes fresh pipes as stdin/stdout/stderr, and runs the program as __main__;
 the server enforces wall time and output size, then, as pid 1, kills every other process in the
 namespace, reaps them, and wipes /box and /dev/shm before answering with one JSON line on stdout. So each
-job starts from the same state as a cold run: no process, file or shared memory of an earlier job remains.
+job starts from the same state as a cold run: no process, file or shared memory of an earlier job remains,
+nor its bytes in this server's memory, which every job inherits: a job's files, stdin and output pass
+through mappings of their own, never the heap, and are unmapped before the next fork (_Region).
 A job may ask for a report pipe (fd 3, `--report-fd=3` in its argv): what it writes there comes back in
 the answer apart from its stdout, so a trusted harness can report to the host through this server, which
 never runs job code, instead of forking a guard process of its own (see verifiers/code_harness.py).

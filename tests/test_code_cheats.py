@@ -260,8 +260,8 @@ def test_a_program_finds_nothing_of_earlier_samples_in_its_memory():
 def test_a_report_nested_too_deep_is_a_failed_sample_not_an_error(warm):
     """A line the host's JSON reader cannot nest that deep must not turn the sample into an exception
     (which evaluation leaves out of its accuracy)."""
-    program = ("import os, sys\nfd = int(sys.argv[1].split('=')[1]) if len(sys.argv) > 1 else 4\n"
-               "try:\n    os.write(fd, b'[' * 100000 + b'\\n')\nexcept OSError:\n    pass\n"
+    program = ("import os\nfor fd in (3, 4):  # the report pipe, warm; the child's end of it, cold\n"
+               "    try:\n        os.write(fd, b'[' * 100000 + b'\\n')\n    except OSError:\n        pass\n"
                "def add(a, b):\n    return 0\n")
     score = CodeVerifier(warm=warm).verify(Sample(completion=f"```python\n{program}```\n",
                                                   fields={"tests": MBPP_TESTS}))
