@@ -196,54 +196,103 @@ def test_checkpointing_turns_prompt_sharing_off_with_one_logged_line():
     assert not said
 
 
-def test_ppo_trainer_checkpoints_actor_and_critic_not_the_reference(tmp_path, monkeypatch, capsys):
-    """The config key reaches the trained models (before DeepSpeed wraps them) and not the frozen
-    reference; one PPO step runs with it, sharing off and said so."""
-    from rlvr.trainers.rl import RLTrainer
-
-    for key, value in WORLD_OF_ONE.items():  # one rank, even after an earlier test left its process group
-        monkeypatch.setenv(key, value)
-    cfg = config_from_dict({
-        "kind": "rl", "model": TINY, "data": ARITH, "generation": {"max_new_tokens": 4},
-        "reward": {"verifiers": [{"name": "format", "options": {"pattern": "[0-4]"}}], "workers": 0},
-        "trainer": {"algorithm": "ppo", "kl_coef": 0.05, "gradient_checkpointing": True, "max_steps": 1,
-                    "prompts_per_step": 2, "samples_per_prompt": 2, "minibatch_size": 4,
-                    "micro_batch_size": 4, "eval_every": 0, "eval_samples": 4},
-        "logging": {"out_dir": str(tmp_path / "rl"), **QUIET}})
-    trainer = RLTrainer(cfg)
-    try:
-        assert is_checkpointing(trainer.actor) and is_checkpointing(trainer.critic)
-        assert not is_checkpointing(trainer.reference)
-        assert trainer.share_prompts is False
-        assert "trainer.share_prompts: off, because trainer.gradient_checkpointing" in capsys.readouterr().out
-        metrics = trainer.train_step(0)
-        assert all(torch.isfinite(torch.tensor(v)) for k, v in metrics.items() if isinstance(v, float))
-    finally:
-        trainer.close()
+TRAINERS = {  # kind -> its trainer section for one tiny step
+    "sft": {"batch_size": 4, "micro_batch_size": 4},
+    "reward_model": {"batch_size": 4, "micro_batch_size": 4},
+    # online, the initial model as reference: a frozen copy is built
+    "preference": {"mode": "online", "reference": "initial", "prompts_per_step": 2, "samples_per_prompt": 2,
+                   "batch_size": 4, "micro_batch_size": 4, "eval_samples": 4},
+    "rl": {"algorithm": "ppo", "kl_coef": 0.05, "prompts_per_step": 2, "samples_per_prompt": 2,
+           "minibatch_size": 4, "micro_batch_size": 4, "eval_samples": 4},
+}
 
 
-@pytest.mark.parametrize("kind", ["sft", "reward_model", "preference"])
-def test_sft_reward_model_and_dpo_trainers_checkpoint_their_trained_model(kind, tmp_path, monkeypatch):
-    """The key reaches the engine each trainer builds (not DPO's frozen initial reference); a step runs."""
+def _trainer(kind: str, out, checkpointing: bool):
     from rlvr.trainers.preference import PreferenceTrainer
     from rlvr.trainers.reward_model import RewardModelTrainer
+    from rlvr.trainers.rl import RLTrainer
+    from rlvr.trainers.sft import SFTTrainer
+
+    extra = {"generation": {"max_new_tokens": 4},
+             "reward": {"verifiers": [{"name": "format", "options": {"pattern": "[0-4]"}}], "workers": 0}}
+    cfg = config_from_dict({
+        "kind": kind, "model": TINY, "data": ARITH, **(extra if kind in ("rl", "preference") else {}),
+        "trainer": {**TRAINERS[kind], "gradient_checkpointing": checkpointing, "max_steps": 1,
+                    "eval_every": 0},
+        "logging": {"out_dir": str(out / f"{kind}-{checkpointing}"), **QUIET}})
+    trainers = {"sft": SFTTrainer, "reward_model": RewardModelTrainer, "preference": PreferenceTrainer,
+                "rl": RLTrainer}
+    return trainers[kind](cfg)
+
+
+def _checkpointing_now(model) -> bool:
+    """Checkpointing switched on and in effect: transformers checkpoints only layers in train mode."""
+    module = getattr(model, "module", model)
+    return any(getattr(m, "gradient_checkpointing", False) is True and m.training for m in module.modules())
+
+
+@pytest.mark.parametrize("kind", list(TRAINERS))
+def test_each_trainer_checkpoints_its_trained_models_and_not_the_reference(kind, tmp_path, monkeypatch,
+                                                                           capsys):
+    """The key reaches every model a trainer trains (in train mode, so that it takes effect: one step keeps
+    far fewer activations for backward, and gives the same loss), and not the frozen reference. RL turns the
+    shared-prompt pass off, and says so."""
+    for key, value in WORLD_OF_ONE.items():  # one rank, even after an earlier test left its process group
+        monkeypatch.setenv(key, value)
+    runs = {}
+    for checkpointing in (False, True):
+        trainer = _trainer(kind, tmp_path, checkpointing)
+        saved = 0
+
+        def pack(t):
+            nonlocal saved
+            saved += t.numel()
+            return t
+
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                metrics = trainer.train_step(0)
+            keys = ("policy_loss", "value_loss") if kind == "rl" else ("loss",)
+            losses = [metrics[k] for k in keys]
+            trained = list(trainer.engines.values())
+            assert len(trained) == (2 if kind == "rl" else 1)
+            assert all(_checkpointing_now(e) == checkpointing for e in trained)
+            if getattr(trainer, "reference", None) is not None:
+                assert not is_checkpointing(trainer.reference)
+            if kind == "rl":
+                assert trainer.share_prompts is not checkpointing
+        finally:
+            trainer.close()
+        runs[checkpointing] = (losses, saved)
+    if kind in ("rl", "preference"):
+        assert trainer.reference is not None
+    if kind == "rl":
+        assert "trainer.share_prompts: off, because trainer.gradient_checkpointing" in capsys.readouterr().out
+    (plain_losses, plain_saved), (losses, saved) = runs[False], runs[True]
+    assert losses == pytest.approx(plain_losses, rel=1e-5, abs=1e-6)
+    assert saved < 0.5 * plain_saved, (saved, plain_saved)
+
+
+def test_zero3_sft_steps_are_the_same_with_checkpointing(tmp_path, monkeypatch):
+    """Under ZeRO-3 (one rank: partitioned weights, DeepSpeed's gather hooks) the replayed layers gather
+    their weights again: two steps give the same losses and gradient norms as without checkpointing."""
     from rlvr.trainers.sft import SFTTrainer
 
     for key, value in WORLD_OF_ONE.items():
         monkeypatch.setenv(key, value)
-    trainer_cfg = {"gradient_checkpointing": True, "max_steps": 1, "batch_size": 4, "micro_batch_size": 4}
-    if kind == "preference":  # online with the initial model as its reference: a frozen copy is built
-        trainer_cfg.update(mode="online", reference="initial", prompts_per_step=2, samples_per_prompt=2,
-                           eval_samples=4)
-    cfg = config_from_dict({"kind": kind, "model": TINY, "data": ARITH, "trainer": trainer_cfg,
-                            "logging": {"out_dir": str(tmp_path / kind), **QUIET}})
-    trainers = {"sft": SFTTrainer, "reward_model": RewardModelTrainer, "preference": PreferenceTrainer}
-    trainer = trainers[kind](cfg)
-    try:
-        assert is_checkpointing(next(iter(trainer.engines.values())))
-        if kind == "preference":
-            assert not is_checkpointing(trainer.reference)
-        metrics = trainer.train_step(0)  # and a step runs with it
-        assert all(torch.isfinite(torch.tensor(v)) for k, v in metrics.items() if isinstance(v, float))
-    finally:
-        trainer.close()
+    runs = []
+    for checkpointing in (False, True):
+        cfg = config_from_dict({
+            "kind": "sft", "model": TINY, "data": ARITH, "deepspeed": {"stage": 3},
+            "trainer": {"gradient_checkpointing": checkpointing, "max_steps": 2, "batch_size": 8,
+                        "micro_batch_size": 4, "warmup_steps": 0},
+            "logging": {"out_dir": str(tmp_path / f"sft-{checkpointing}"), **QUIET}})
+        trainer = SFTTrainer(cfg)
+        try:
+            assert trainer.engine.zero_optimization_stage() == 3
+            assert is_checkpointing(trainer.engine) == checkpointing
+            metrics = [trainer.train_step(step) for step in range(2)]
+        finally:
+            trainer.close()
+        runs.append([m[k] for m in metrics for k in ("loss", "grad_norm")])
+    assert runs[0] == pytest.approx(runs[1], rel=1e-6, abs=1e-7)

@@ -121,7 +121,10 @@ def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay
     if gradient_checkpointing:
         from rlvr.models import enable_gradient_checkpointing
 
-        enable_gradient_checkpointing(model)
+        # checkpointing acts only in train mode, and from_pretrained leaves a model in eval mode (which SFT
+        # and reward-model training otherwise keep; dropout then follows the model's config: 0 in Llama,
+        # Qwen and SmolLM2, and RL turns it off)
+        enable_gradient_checkpointing(model).train()
     engine, *_ = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters()
                                       if p.requires_grad], optimizer=optimizer, lr_scheduler=scheduler,
                                       config=config, dist_init_required=False)
