@@ -353,6 +353,29 @@ def disable_dropout(model):
     return model
 
 
+def enable_gradient_checkpointing(model):
+    """Activation checkpointing on the decoder layers of a model that is trained: each layer keeps only its
+    input, and its activations are recomputed in the backward pass (less memory, about a third more compute).
+
+    transformers' own switch, non-reentrant as TRL, OpenRLHF and verl call it: gradients are those of the
+    plain pass, and it needs no input that requires grad. transformers turns the KV cache off in passes with
+    gradients (a layer that writes the cache cannot be replayed), not in generation (rlvr's hf engine
+    generates in eval mode without gradients); the config's use_cache is left alone, so the exported model
+    generates as before."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name; the older one warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    return model
+
+
+def is_checkpointing(model) -> bool:
+    """Whether any layer of `model` (a module, or a DeepSpeed engine around one) checkpoints activations."""
+    module = getattr(model, "module", model)
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in module.modules())
+
+
 def save_hf(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
     """Write an HF folder: weights (safetensors), config, generation config, tokenizer."""
     out = Path(out_dir)

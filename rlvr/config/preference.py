@@ -39,6 +39,9 @@ class PreferenceTrainerConfig:
     batch_size: int = 32  # pairs (KTO: examples) per optimizer step, global
     micro_batch_size: int = 32  # pairs per forward pass, per rank
     max_seq_len: int = 512
+    # recompute each layer's activations in the backward pass instead of keeping them: less memory, about a
+    # third more compute (the trained models only; transformers' non-reentrant checkpointing)
+    gradient_checkpointing: bool = False
     lr: float = 1e-6
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     weight_decay: float = 0.0

@@ -82,6 +82,9 @@ class RLTrainerConfig:
     # itself); recompute them with another forward pass for other backends (vLLM: other kernels) and 16-bit
     recompute_logprobs: bool | None = None
     share_prompts: bool = True  # run each group's prompt once per forward pass and share its KV cache
+    # recompute each layer's activations in the backward pass instead of keeping them: less memory, about a
+    # third more compute (the trained models only; transformers' non-reentrant checkpointing)
+    gradient_checkpointing: bool = False
     rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
     max_refill_rounds: int = 3
     eval_every: int = 10

@@ -89,8 +89,11 @@ def offloads_optimizer(config: dict) -> bool:
 
 
 def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay: float,
-                warmup_steps: int, total_steps: int, min_lr_ratio: float):
-    """A DeepSpeed engine with AdamW and a warmup + cosine schedule stepped once per optimizer step.
+                warmup_steps: int, total_steps: int, min_lr_ratio: float,
+                gradient_checkpointing: bool = False):
+    """A DeepSpeed engine with AdamW and a warmup + cosine schedule stepped once per optimizer step; with
+    `gradient_checkpointing`, the model's layers recompute their activations in the backward pass (switched
+    on before DeepSpeed wraps it; under ZeRO-3 the replayed forward gathers each layer's partitions again).
 
     With optimizer offload the AdamW is DeepSpeed's CPU Adam (DeepSpeed refuses a torch optimizer there; its
     op is compiled on first use into ~/.cache/torch_extensions). DeepSpeed hands the schedule callable the
@@ -115,6 +118,13 @@ def make_engine(model, config: dict, lr: float, betas: list[float], weight_decay
         return torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: warmup_cosine(s, warmup_steps, total_steps, min_lr_ratio))
 
+    if gradient_checkpointing:
+        from rlvr.models import enable_gradient_checkpointing
+
+        # checkpointing acts only in train mode, and from_pretrained leaves a model in eval mode (which SFT
+        # and reward-model training otherwise keep; dropout then follows the model's config: 0 in Llama,
+        # Qwen and SmolLM2, and RL turns it off)
+        enable_gradient_checkpointing(model).train()
     engine, *_ = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters()
                                       if p.requires_grad], optimizer=optimizer, lr_scheduler=scheduler,
                                       config=config, dist_init_required=False)

@@ -107,7 +107,7 @@ class PreferenceTrainer(Trainer):
         attn = cfg.model.attn_implementation
         actor = load_model(self.model_path, cfg.model.dtype, None if zero3 else self.device, attn)
         self.actor = make_engine(actor, ds, t.lr, t.betas, t.weight_decay, t.warmup_steps, total_updates,
-                                 t.min_lr_ratio)
+                                 t.min_lr_ratio, t.gradient_checkpointing)
         self.engines = {"actor": self.actor}
         self.reference = None
         if not offline and t.reference == "initial" and t.loss not in REFERENCE_FREE:

@@ -86,7 +86,7 @@ class RewardModelTrainer(Trainer):
         model = load_reward_model(model_path, cfg.model.dtype, self.tokenizer.pad_token_id,
                                   None if zero3 else self.device, cfg.model.attn_implementation)
         self.engine = make_engine(model, ds_config, t.lr, t.betas, t.weight_decay, t.warmup_steps,
-                                  t.max_steps, t.min_lr_ratio)
+                                  t.max_steps, t.min_lr_ratio, t.gradient_checkpointing)
         self.engines = {"model": self.engine}
         self.sampler = EpochSampler(len(self.train_set), seed=t.seed)
 

@@ -32,7 +32,7 @@ from rlvr.trainers.evaluation import check_batch, training_and_held_out
 from rlvr.trainers.rl_models import ValueModel, reference_engine
 from rlvr.trainers.rollout import RolloutBatch, build_batch, last_token_rewards, shape_reward
 from rlvr.trainers.sampler import EpochSampler
-from rlvr.trainers.shared_prompts import response_logits
+from rlvr.trainers.shared_prompts import response_logits, shares_prompts
 
 GROUP_ESTIMATORS = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages, "rloo": rloo_advantages}
 
@@ -81,14 +81,14 @@ class RLTrainer(Trainer):
         attn = cfg.model.attn_implementation
         actor = disable_dropout(load_model(model_path, cfg.model.dtype, place, attn))
         self.actor = make_engine(actor, ds, t.lr, t.betas, t.weight_decay, t.warmup_steps, total_updates,
-                                 t.min_lr_ratio)
+                                 t.min_lr_ratio, t.gradient_checkpointing)
         self.engines = {"actor": self.actor}
         self.critic = None
         if t.algorithm == "ppo":
             critic = ValueModel(cfg.critic_model or model_path, cfg.model.dtype, attn)
             critic = critic.to(place) if place is not None else critic
             self.critic = make_engine(critic, ds, t.critic_lr, t.betas, t.weight_decay, t.warmup_steps,
-                                      total_updates, t.min_lr_ratio)
+                                      total_updates, t.min_lr_ratio, t.gradient_checkpointing)
             self.engines["critic"] = self.critic
         self.reference = (reference_engine(model_path, cfg.model.dtype, ds, self.device, attn)
                           if t.kl_coef > 0 else None)
@@ -102,7 +102,7 @@ class RLTrainer(Trainer):
         # repeat them; in 16-bit, decoding token by token and the training pass round differently
         self.recompute_logprobs = (t.recompute_logprobs if t.recompute_logprobs is not None
                                    else not self.rollouts.shares_weights or cfg.model.dtype != "float32")
-        self.share_prompts = t.share_prompts and t.samples_per_prompt > 1
+        self.share_prompts = shares_prompts(t, self.log_line)
 
     # ---- rollout --------------------------------------------------------------------------------
     def _generate_groups(self, prompt_indices: list[int]) -> list[list[Sample]]:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlvr.models import cache_argument, disable_dropout, load_model
+from rlvr.models import cache_argument, disable_dropout, enable_gradient_checkpointing, load_model
 
 
 @dataclass
@@ -31,6 +31,11 @@ class ValueModel(nn.Module):
         nn.init.zeros_(self.head.weight)  # start from V = 0: no spurious advantages on step one
         nn.init.zeros_(self.head.bias)
         self._cache_arg = cache_argument(self.body)
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None):
+        """Checkpointing of the body's layers (rlvr.models.enable_gradient_checkpointing); the head is one
+        matmul."""
+        enable_gradient_checkpointing(self.body)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache: bool = False,
                 logits_to_keep: int = 0, cache=None) -> ValueOutput:

@@ -45,3 +45,17 @@ def response_logits(model, b: RolloutBatch, share_prompts: bool = True) -> torch
     tail = model(input_ids=b.input_ids[:, P : P + R], attention_mask=b.attention_mask[:, : P + R],
                  position_ids=b.position_ids[:, P : P + R], use_cache=True, **{arg: cache}).logits
     return torch.cat([head.logits[owner], tail[:, : T - 1]], dim=1)
+
+
+def shares_prompts(t, log) -> bool:
+    """Whether the updates run each group's prompt once (`t`: the RL trainer section). Not with gradient
+    checkpointing: a checkpointed layer keeps no KV cache in a pass with gradients (its replay in the backward
+    pass would write the cache a second time), so the response pass would have no prompt to attend to. `log`
+    says why, in one line."""
+    if not (t.share_prompts and t.samples_per_prompt > 1):
+        return False
+    if t.gradient_checkpointing:
+        log("trainer.share_prompts: off, because trainer.gradient_checkpointing keeps no KV cache in passes "
+            "with gradients; each sample runs its prompt")
+        return False
+    return True
