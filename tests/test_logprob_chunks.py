@@ -169,3 +169,68 @@ def test_the_chunk_size_is_a_trainer_key_checked_at_load(kind):
     with pytest.raises(UserError) as e:
         config_from_dict({"kind": kind}, ["trainer.logprob_chunk_tokens=0"])
     assert str(e.value) == "config: trainer.logprob_chunk_tokens: expected 1 or more, got 0"
+
+
+# ---- in the RL update ----------------------------------------------------------------------------------
+class NoStepEngine:
+    """DeepSpeed's engine calls as the RL update makes them, minus the optimizer step: the gradient stays
+    in the real model for the test to read."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, **kwargs):
+        return self.model(**kwargs)
+
+    def backward(self, loss):
+        loss.backward()
+
+    def step(self):
+        pass
+
+
+@pytest.mark.parametrize("temperature, entropy_coef", [(0.7, 0.5), (0.0, 0.0)])
+def test_the_rl_update_gets_the_full_paths_loss_gradient_and_entropy(tiny_model_dir, temperature,
+                                                                     entropy_coef):
+    """One micro-batch of RLTrainer._update on a tiny model, chunks of 3 tokens: its gradient and entropy
+    metric equal those of the full computation, softmax(logits / T) with the entropy bonus
+    (T = 0, greedy: the logits as they are)."""
+    from types import SimpleNamespace
+
+    from rlvr.algorithms.losses import aggregate, policy_loss
+    from rlvr.generation.base import Sample
+    from rlvr.models import load_model
+    from rlvr.trainers.engines import BatchPlan
+    from rlvr.trainers.rl import RLTrainer
+    from rlvr.trainers.rollout import build_batch
+    from rlvr.trainers.shared_prompts import response_logits
+
+    responses = [[7, 8, 2], [4], [10, 11, 12, 2], [5, 2]]
+    samples = [Sample(prompt="p", prompt_ids=[5, 6, 9], response_ids=r, text="", logprobs=[-1.0] * len(r),
+                      finish_reason="eos", reward=0.0) for r in responses]
+    b = build_batch(samples, pad_id=0, counts_in_loss=[True, True, True, False])  # the last: filtered
+    model = load_model(tiny_model_dir)
+    g = torch.Generator().manual_seed(3)
+    adv = torch.randn(b.response_mask.shape, generator=g) * b.response_mask
+    old_lp = -torch.rand(b.response_mask.shape, generator=g)
+
+    trainer = object.__new__(RLTrainer)
+    trainer.t = config_from_dict({"kind": "rl"}, [
+        "trainer.samples_per_prompt=4", "trainer.minibatch_size=4", "trainer.logprob_chunk_tokens=3",
+        f"trainer.entropy_coef={entropy_coef}", "trainer.loss_agg=token_mean"]).trainer
+    trainer.plan = BatchPlan.make(4, 4, 1)
+    trainer.sampling = SimpleNamespace(temperature=temperature, max_new_tokens=4)
+    trainer.actor, trainer.critic, trainer.share_prompts = NoStepEngine(model), None, False
+    trainer.device = torch.device("cpu")
+    stats = trainer._update(b, old_lp, None, None, adv, None, None)
+    got = [p.grad.clone() for p in model.parameters()]
+
+    model.zero_grad()
+    mask, t = b.response_mask, trainer.t
+    z = response_logits(model, b, False) / (temperature or 1.0)
+    lp, h = token_logprobs(z, b.input_ids[:, b.prompt_len :]), entropy(z)
+    pl, _ = policy_loss(lp, old_lp, adv, t.clip_low, t.clip_high, t.dual_clip)
+    aggregate(pl - entropy_coef * h, mask, "token_mean", float(mask.sum())).backward()
+    assert stats["entropy"] == pytest.approx(float((h.detach() * mask).sum() / mask.sum()), abs=1e-6)
+    for a, w in zip(got, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, w, rtol=1e-5, atol=1e-6)
