@@ -47,22 +47,27 @@ def chunk_forward(z: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, 
     lse = torch.logsumexp(z, dim=-1)
     logp = z - lse.unsqueeze(-1)
     picked = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return picked, lse, -(logp.exp() * logp).sum(-1)
+    return picked, lse, -(logp.exp().mul_(logp)).sum(-1)
 
 
 def chunk_backward(z, tokens, lse, h, g_lp, g_h, temperature: float) -> torch.Tensor:
     """dL/dx for x = z * T, from dL/dlog p(y) = g_lp and dL/dH = g_h (either may be None):
 
-        d log p(y) / dz = onehot(y) - p,     dH / dz = -p (log p + H),     dL/dx = dL/dz / T"""
+        d log p(y) / dz = onehot(y) - p,     dH / dz = -p (log p + H),     dL/dx = dL/dz / T
+        dL/dz = onehot(y) g_lp - p (g_lp + g_h (log p + H))
+
+    In place where it can: three float32 tensors of the chunk's size at most, `z` among them."""
     logp = z - lse.unsqueeze(-1)
-    p = logp.exp()
-    grad = torch.zeros_like(z)
+    if g_h is None:
+        weight = torch.zeros_like(logp)
+    else:
+        weight = (logp + h.unsqueeze(-1)).mul_(g_h.unsqueeze(-1))
     if g_lp is not None:
-        grad -= p * g_lp.unsqueeze(-1)
+        weight += g_lp.unsqueeze(-1)
+    grad = weight.mul_(logp.exp_()).neg_()  # -p (...)
+    if g_lp is not None:
         grad.scatter_add_(-1, tokens.unsqueeze(-1), g_lp.unsqueeze(-1))
-    if g_h is not None:
-        grad -= p * (logp + h.unsqueeze(-1)) * g_h.unsqueeze(-1)
-    return grad / temperature
+    return grad.div_(temperature)
 
 
 def _wide(logits: torch.Tensor) -> torch.dtype:
