@@ -38,6 +38,8 @@ class PreferenceTrainerConfig:
     epochs: int = 1  # online / spin: passes over a round's pairs
     batch_size: int = 32  # pairs (KTO: examples) per optimizer step, global
     micro_batch_size: int = 32  # pairs per forward pass, per rank
+    # tokens whose float32 log-softmax over the vocabulary is held at once (log-probabilities, entropy)
+    logprob_chunk_tokens: int = 1024
     max_seq_len: int = 512
     # recompute each layer's activations in the backward pass instead of keeping them: less memory, about a
     # third more compute (the trained models only; transformers' non-reentrant checkpointing)
@@ -72,7 +74,8 @@ class PreferenceConfig:
             "beta": ">0", "label_smoothing": "[0,0.5)", "simpo_gamma": ">=0", "nll_coef": ">=0",
             "orpo_lambda": ">=0", "kto_desirable_weight": ">0", "kto_undesirable_weight": ">0",
             "prompts_per_step": ">=1", "samples_per_prompt": ">=1", "offline_prompts": ">=1", "epochs": ">=1",
-            "batch_size": ">=1", "micro_batch_size": ">=1", "max_seq_len": ">=2", "eval_samples": ">=0"})
+            "batch_size": ">=1", "micro_batch_size": ">=1", "max_seq_len": ">=2", "eval_samples": ">=0",
+            "logprob_chunk_tokens": ">=1"})
         check_reward(self.reward)
 
 

@@ -55,6 +55,8 @@ class RLTrainerConfig:
     ppo_epochs: int = 1
     minibatch_size: int = 64  # sequences per optimizer step, global
     micro_batch_size: int = 64  # sequences per forward pass, per rank
+    # tokens whose float32 log-softmax over the vocabulary is held at once (log-probabilities, entropy)
+    logprob_chunk_tokens: int = 1024
     lr: float = 1e-5
     critic_lr: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
@@ -115,7 +117,8 @@ class RLConfig:
             "minibatch_size": ">=1", "micro_batch_size": ">=1", "critic_lr": ">0", "clip_low": "[0,1)",
             "clip_high": ">=0", "dual_clip": ">1", "value_clip": ">0", "vf_coef": ">=0",
             "entropy_coef": ">=0", "kl_coef": ">=0", "kl_target": ">0", "kl_horizon": ">=1",
-            "gamma": "[0,1]", "lam": "[0,1]", "max_refill_rounds": ">=0", "eval_samples": ">=0"})
+            "gamma": "[0,1]", "lam": "[0,1]", "max_refill_rounds": ">=0", "eval_samples": ">=0",
+            "logprob_chunk_tokens": ">=1"})
         check_reward(self.reward)
         rc = self.trainer.rollout_correction
         if rc.mode != "none" and not rc.cap > 1:

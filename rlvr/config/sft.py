@@ -20,6 +20,8 @@ class SFTTrainerConfig:
     max_seconds: float | None = None  # stop after the step that spends this wall time (then evaluate)
     batch_size: int = 64  # global: prompts per optimizer step, across ranks and accumulation
     micro_batch_size: int = 64  # per rank per forward pass
+    # tokens whose float32 log-softmax over the vocabulary is held at once (log-probabilities, entropy)
+    logprob_chunk_tokens: int = 1024
     max_seq_len: int = 512
     # recompute each layer's activations in the backward pass instead of keeping them: less memory, about a
     # third more compute (the trained models only; transformers' non-reentrant checkpointing)
@@ -48,7 +50,7 @@ class SFTConfig:
 
     def validate(self) -> None:
         check_trainer(self.trainer, {"batch_size": ">=1", "micro_batch_size": ">=1", "max_seq_len": ">=2",
-                                     "eval_loss_samples": ">=1"})
+                                     "eval_loss_samples": ">=1", "logprob_chunk_tokens": ">=1"})
         if self.reward is not None:
             check_reward(self.reward)
 

@@ -23,7 +23,7 @@ import time
 import torch
 
 from rlvr import distributed as D
-from rlvr.algorithms.logprobs import token_logprobs
+from rlvr.algorithms.logprobs import chunked_logprobs
 from rlvr.algorithms.preference import (
     chosen_nll,
     dpo_loss,
@@ -156,7 +156,8 @@ class PreferenceTrainer(Trainer):
         examples = [Example(it.prompt + it.responses[k], len(it.prompt)) for k in (0, 1) for it in items]
         batch = {k: v.to(self.device) for k, v in collate(examples, self.tokenizer.pad_token_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        lp = token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:])
+        lp, _ = chunked_logprobs(logits[:, :-1], batch["input_ids"][:, 1:],
+                                 chunk_tokens=self.t.logprob_chunk_tokens)
         mask = batch["loss_mask"]
         return (lp * mask).sum(-1).view(2, -1), mask.sum(-1).clamp(min=1).view(2, -1)
 

@@ -17,8 +17,7 @@ from rlvr import distributed as D
 from rlvr.algorithms.advantages import (dr_grpo_advantages, gae, grpo_advantages, masked_mean,
                                         reinforce_pp_advantages, rloo_advantages, whiten)
 from rlvr.algorithms.controllers import KLController, RunningMoments
-from rlvr.algorithms.logprobs import entropy as token_entropy
-from rlvr.algorithms.logprobs import token_logprobs
+from rlvr.algorithms.logprobs import chunked_logprobs
 from rlvr.algorithms.losses import aggregate, kl_penalty, policy_loss, value_loss
 from rlvr.algorithms.rollout_correction import rollout_metrics, rollout_stats, rollout_weights
 from rlvr.config.rl import RLConfig
@@ -137,12 +136,15 @@ class RLTrainer(Trainer):
         return [s for g in groups for s in g], {"flat_group_share": flat_share, "refill_rounds": rounds}
 
     # ---- model passes ---------------------------------------------------------------------------
-    def _forward_logprobs(self, model, b: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-probabilities [B, T] of the response tokens, the logits [B, T, V] they come from)."""
+    def _forward_logprobs(self, model, b: RolloutBatch, entropy: bool = False
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(log-probabilities [B, T] of the response tokens, their entropies [B, T] or None), under the
+        distribution the samples came from: softmax(logits / temperature), the logits as they are when greedy.
+        A chunk of tokens at a time (trainer.logprob_chunk_tokens): no float32 [B, T, V] beyond one chunk."""
         logits = response_logits(model, b, self.share_prompts)
-        if self.sampling.temperature > 0:
-            logits = logits / self.sampling.temperature  # the distribution the samples came from
-        return token_logprobs(logits, b.input_ids[:, b.prompt_len :]), logits
+        temperature = self.sampling.temperature if self.sampling.temperature > 0 else 1.0
+        tokens = b.input_ids[:, b.prompt_len :]
+        return chunked_logprobs(logits, tokens, temperature, self.t.logprob_chunk_tokens, with_entropy=entropy)
 
     def _values(self, b: RolloutBatch) -> torch.Tensor:
         """V(s_t) [B, T] at the positions whose logits predict the response tokens."""
@@ -235,18 +237,16 @@ class RLTrainer(Trainer):
                     mi = idx[m0 : m0 + plan.micro]
                     mb = b.select(mi)
                     mmask = mask[mi]
-                    lp, logits = self._forward_logprobs(self.actor, mb)
-                    ent = token_entropy(logits) if t.entropy_coef > 0 else None
+                    # the entropy of the first minibatch is a metric; with a bonus it is also a loss term
+                    lp, ent = self._forward_logprobs(self.actor, mb, entropy=t.entropy_coef > 0 or first)
                     if first:
                         with torch.no_grad():
                             tmask = mb.token_mask
-                            h = ent.detach() if ent is not None else token_entropy(logits.detach())
-                            probe["entropy"] = probe["entropy"] + (h * mmask).sum()
+                            probe["entropy"] = probe["entropy"] + (ent.detach() * mmask).sum()
                             probe["response_tokens"] = probe["response_tokens"] + mmask.sum()
                             mismatch = ((lp.detach() - mb.gen_logprobs).abs() * tmask).sum()
                             probe["logprob_mismatch"] = probe["logprob_mismatch"] + mismatch
                             probe["tokens"] = probe["tokens"] + tmask.sum()
-                    del logits  # [B, T, V]: autograd keeps what backward needs, nothing more
                     pl, clipped = policy_loss(lp, old_lp[mi], adv[mi], t.clip_low, t.clip_high, t.dual_clip)
                     if weights is not None:  # rollout correction: the policy-gradient term alone
                         pl = pl * weights[mi]
@@ -255,7 +255,7 @@ class RLTrainer(Trainer):
                         kl = kl_penalty(lp, ref_lp[mi], t.kl_estimator)
                         loss_tok = loss_tok + self.kl_ctl.beta * kl
                         sums["kl_loss"] = sums["kl_loss"] + (kl.detach() * mmask).sum()
-                    if ent is not None:
+                    if t.entropy_coef > 0:
                         loss_tok = loss_tok - t.entropy_coef * ent
                     loss = aggregate(loss_tok, mmask, t.loss_agg, n_tokens, t.minibatch_size,
                                      self.sampling.max_new_tokens)

@@ -11,7 +11,7 @@ import time
 import torch
 
 from rlvr import distributed as D
-from rlvr.algorithms.logprobs import sft_loss, token_logprobs
+from rlvr.algorithms.logprobs import chunked_logprobs, sft_loss
 from rlvr.config import SFTConfig
 from rlvr.data import render_prompt, render_response
 from rlvr.data.collate import Example, collate
@@ -89,7 +89,8 @@ class SFTTrainer(Trainer):
     def _loss(self, batch: dict, num_tokens: float) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         logits = self.engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logprobs = token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:])
+        logprobs, _ = chunked_logprobs(logits[:, :-1], batch["input_ids"][:, 1:],
+                                       chunk_tokens=self.cfg.trainer.logprob_chunk_tokens)
         return sft_loss(logprobs, batch["loss_mask"], num_tokens)
 
     def train_step(self, step: int) -> dict:
