@@ -108,9 +108,12 @@ def memory_gb(cfg, world: int, gpu_gb: float) -> tuple[float, float]:
         acts     = tokens * L * (26h + 8I)  no checkpointing: per token and layer, two RMSNorms in fp32 and
                                             bf16 (16h), attention with K and V repeated to every head (10h),
                                             SwiGLU (8I); tokens = micro * (T + p), or micro * T + p when a
-                                            group's prompt runs once
-        logits   = micro * T * V * 18       bf16 logits, the fp32 copy kept for backward, the fp32 entropy
-                                            probe and gradient; 30 with an entropy bonus
+                                            group's prompt runs once (not with checkpointing)
+                 = tokens * (2hL + 26h + 8I)  trainer.gradient_checkpointing: each layer's bf16 input, and
+                                            one layer's activations while it is replayed
+        logits   = micro * T * V * 4        the bf16 logits kept for backward and their bf16 gradient
+                   + 10 * C * V             one chunk of C = logprob_chunk_tokens tokens in fp32, about 2.5
+                                            chunk-sized tensors at the peak (rlvr/algorithms/logprobs.py)
         update   = state + ref + acts + logits + 2 GB CUDA context + 2 GB of vLLM asleep
         generate = state + ref + 2 GB + gpu_memory_utilization * gpu_gb"""
     h, inter, layers, heads, kv, vocab, tied = QWEN[cfg.model.name]
@@ -120,10 +123,12 @@ def memory_gb(cfg, world: int, gpu_gb: float) -> tuple[float, float]:
     state *= 2 if t.algorithm == "ppo" else 1
     ref = (2 * W / (world if zero3 else 1)) if t.kl_coef > 0 else 0
     T, prompt = cfg.generation.max_new_tokens, (1500 if cfg.data.source == "math" else 300)
-    shared = t.share_prompts and t.samples_per_prompt > 1
+    shared = t.share_prompts and t.samples_per_prompt > 1 and not t.gradient_checkpointing
     tokens = t.micro_batch_size * T + prompt * (1 if shared else t.micro_batch_size)
-    acts = tokens * layers * (26 * h + 8 * inter)
-    logits = t.micro_batch_size * T * vocab * (30 if t.entropy_coef > 0 else 18)
+    per_token = (2 * h * layers + 26 * h + 8 * inter) if t.gradient_checkpointing else layers * (26 * h + 8 * inter)
+    acts = tokens * per_token
+    chunk = min(t.logprob_chunk_tokens, t.micro_batch_size * T)
+    logits = t.micro_batch_size * T * vocab * 4 + 10 * chunk * vocab
     update = state + ref + acts + logits + 4 * GB
     generate = state + ref + 2 * GB + cfg.generation.vllm.gpu_memory_utilization * gpu_gb * GB
     return update / GB, generate / GB
